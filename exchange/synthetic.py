@@ -1,0 +1,358 @@
+"""A deterministic, seeded synthetic market: the price source of the paper exchange.
+
+Every candle is a pure function of (seed, symbol, minute), whatever range is asked
+for, and generating a range costs O(days asked), not O(age of the market):
+
+* time is split into UTC days; the opening log-price of day `d` is a smooth
+  deterministic function of (seed, symbol, d): a sum of a few slow sinusoids plus
+  a hash-seeded per-day offset, shifted so that the anchor day opens at
+  `SymbolSpec.start_price`;
+* inside a day, 1-minute log-returns follow an AR(1) process (coefficient
+  `momentum`, stationary stdev `volatility`) seeded by hash(seed, symbol, day), and
+  the path is pinned to the next day's opening level by subtracting its linear
+  drift (a Brownian bridge), so the close of a day's last minute is exactly the
+  open of the next day's first minute;
+* highs/lows add a small wick beyond max/min(open, close); volume is the daily
+  quote volume (with a slow wobble) spread over the minutes, with noise, in base units.
+
+Each day is generated with vectorised numpy and kept in a small LRU cache.
+Candles of longer timeframes (5m, 1h, 1d, ...) are aggregated from the 1m ones.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+
+import msgspec
+import numpy as np
+import numpy.typing as npt
+
+from exchange.timeframes import DAY_MS, MINUTE_MS, timeframe_ms
+from exchange.types import ExchangeError, Ticker
+
+__all__ = [
+    "DEFAULT_SYMBOLS",
+    "SymbolSpec",
+    "SyntheticMarket",
+    "timeframe_ms",
+]
+
+FloatArray = npt.NDArray[np.float64]
+
+_MASK64 = (1 << 64) - 1
+_TAG_PARAMS = 1
+_TAG_DAY = 2
+_DAY_BIAS = 1 << 32  # keeps day indexes (even before 1970) non-negative for SeedSequence
+_CACHE_DAYS = 256  # (symbol, day) blocks kept: 256 x 1440 x 6 x 8 B ~ 18 MB at most
+
+
+class SymbolSpec(msgspec.Struct, frozen=True):
+    symbol: str  # "BTC/USDT"
+    listed_days_before_anchor: float  # age of the market's history at the anchor time
+    start_price: float  # opening price of the anchor's UTC day
+    volatility: float  # per-minute stdev of log returns
+    momentum: float  # AR(1) coefficient of 1-minute returns, in (-1, 1)
+    daily_quote_volume: float  # typical 24 h volume in quote units
+    opens_after_s: float = 0.0  # inactive (no trading, no ticker) until anchor + this
+    flat: bool = False  # stablecoin-like: price ~1.0 with tiny noise
+
+
+DEFAULT_SYMBOLS: tuple[SymbolSpec, ...] = (
+    SymbolSpec("BTC/USDT", 2000, 60_000.0, 0.0008, 0.30, 1.5e9),
+    SymbolSpec("ETH/USDT", 1800, 3_000.0, 0.0010, 0.28, 8.0e8),
+    SymbolSpec("SOL/USDT", 1200, 150.0, 0.0014, 0.32, 3.0e8),
+    SymbolSpec("XRP/USDT", 1500, 0.55, 0.0012, 0.25, 2.0e8),
+    SymbolSpec("ADA/USDT", 900, 0.45, 0.0013, 0.26, 1.0e8),
+    SymbolSpec("LINK/USDT", 400, 15.0, 0.0014, 0.30, 8.0e7),
+    # A stablecoin: every label is the same class, so training it must fail cleanly.
+    SymbolSpec("USDC/USDT", 1000, 1.0, 0.00002, 0.0, 5.0e8, flat=True),
+    # 12.5 days of history: reaches min_history_days=14 1.5 days after the anchor.
+    SymbolSpec("PEPE/USDT", 12.5, 0.00001, 0.0025, 0.30, 2.0e8),
+    # 3 days of history: eligible 11 days after the anchor.
+    SymbolSpec("WIF/USDT", 3, 2.5, 0.0020, 0.30, 1.5e8),
+    # Long history, but inactive until 30 min after the anchor: appears at the
+    # first universe refresh.
+    SymbolSpec("JUP/USDT", 600, 0.9, 0.0016, 0.30, 2.5e8, opens_after_s=1800.0),
+)
+
+
+def _stable_hash(text: str) -> int:
+    """A 64-bit hash of `text` that, unlike hash(), is the same in every process."""
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little")
+
+
+class _Model:
+    """The precomputed, per-symbol parameters of the price and volume processes."""
+
+    def __init__(
+        self, spec: SymbolSpec, seed: int, anchor_ms: int, base_ms: int, listed_ms: int
+    ) -> None:
+        self.spec = spec
+        self.seed = seed & _MASK64
+        self.key = _stable_hash(spec.symbol)
+        self.listed_ms = listed_ms
+        self.step_sigma = spec.volatility * math.sqrt(base_ms / MINUTE_MS)
+        steps_per_day = DAY_MS // base_ms
+        daily_sigma = self.step_sigma * math.sqrt(steps_per_day)
+
+        rng = np.random.default_rng(np.random.SeedSequence([self.seed, self.key, _TAG_PARAMS]))
+        # Slow cycles of 20..700 days; amplitude ~ what a random walk travels in a period.
+        self.periods = rng.uniform(20.0, 700.0, size=4)
+        self.amplitudes = daily_sigma * np.sqrt(self.periods) * rng.uniform(0.15, 0.35, size=4)
+        self.phases = rng.uniform(0.0, 2.0 * math.pi, size=4)
+        self.offset_sigma = 0.5 * daily_sigma
+        self.volume_period_ms = float(rng.uniform(5.0, 13.0)) * DAY_MS
+        self.volume_phase = float(rng.uniform(0.0, 2.0 * math.pi))
+        self.intraday_phase = float(rng.uniform(0.0, 2.0 * math.pi))
+
+        self.log_start = math.log(spec.start_price)
+        self.level_shift = 0.0
+        if not spec.flat:
+            self.level_shift = self._raw_level(anchor_ms // DAY_MS)
+
+    def day_rng(self, day: int) -> np.random.Generator:
+        return np.random.default_rng(
+            np.random.SeedSequence([self.seed, self.key, _TAG_DAY, day + _DAY_BIAS])
+        )
+
+    def _raw_level(self, day: int) -> float:
+        # The first draw of a day's generator is that day's offset (see SyntheticMarket._day).
+        offset = float(self.day_rng(day).standard_normal())
+        if self.spec.flat:
+            return 0.0005 * min(3.0, max(-3.0, offset))
+        cycles = self.amplitudes * np.sin(2.0 * math.pi * day / self.periods + self.phases)
+        return float(cycles.sum()) + self.offset_sigma * offset
+
+    def level(self, day: int) -> float:
+        """Opening log-price of UTC day `day` (days since the epoch)."""
+        return self.log_start + self._raw_level(day) - self.level_shift
+
+    def wobble(self, t_ms: FloatArray | float) -> FloatArray | float:
+        """Slow deterministic multiplier (0.7..1.3) of the daily quote volume."""
+        return 1.0 + 0.3 * np.sin(
+            2.0 * math.pi * np.asarray(t_ms) / self.volume_period_ms + self.volume_phase
+        )
+
+
+class SyntheticMarket:
+    """Deterministic candles and tickers for a set of `SymbolSpec`s.
+
+    `anchor_ms` is the reference time of the story (normally the start of the
+    run): listing times and `opens_after_s` are relative to it and the anchor's
+    UTC day opens at `start_price`. Keep it fixed across restarts of one run, or
+    the prices change.
+    """
+
+    def __init__(
+        self,
+        anchor_ms: int,
+        seed: int = 7,
+        specs: Sequence[SymbolSpec] = DEFAULT_SYMBOLS,
+        timeframe_ms: int = MINUTE_MS,
+    ) -> None:
+        if timeframe_ms <= 0 or DAY_MS % timeframe_ms != 0:
+            raise ValueError(f"base timeframe of {timeframe_ms} ms does not divide a day")
+        self.anchor_ms = int(anchor_ms)
+        self.seed = int(seed)
+        self.base_ms = int(timeframe_ms)
+        self._steps = DAY_MS // self.base_ms
+        self._models: dict[str, _Model] = {}
+        for spec in specs:
+            self._check_spec(spec)
+            listed = self.anchor_ms - round(spec.listed_days_before_anchor * DAY_MS)
+            listed -= listed % self.base_ms
+            self._models[spec.symbol] = _Model(
+                spec, self.seed, self.anchor_ms, self.base_ms, listed
+            )
+        self._cache: OrderedDict[tuple[str, int], FloatArray] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def _check_spec(self, spec: SymbolSpec) -> None:
+        problems = []
+        if spec.symbol in self._models:
+            problems.append("listed twice")
+        if not spec.start_price > 0:
+            problems.append(f"start_price {spec.start_price} must be > 0")
+        if not spec.volatility >= 0:
+            problems.append(f"volatility {spec.volatility} must be >= 0")
+        if not -1.0 < spec.momentum < 1.0:
+            problems.append(f"momentum {spec.momentum} must be in (-1, 1)")
+        if not spec.daily_quote_volume > 0:
+            problems.append(f"daily_quote_volume {spec.daily_quote_volume} must be > 0")
+        if problems:
+            raise ValueError(f"bad SymbolSpec {spec.symbol!r}: " + "; ".join(problems))
+
+    # --- metadata ---------------------------------------------------------
+
+    def symbols(self) -> list[str]:
+        return list(self._models)
+
+    def _model(self, symbol: str) -> _Model:
+        model = self._models.get(symbol)
+        if model is None:
+            raise ExchangeError(f"unknown symbol {symbol!r} in the synthetic market")
+        return model
+
+    def spec(self, symbol: str) -> SymbolSpec:
+        return self._model(symbol).spec
+
+    def listed_ms(self, symbol: str) -> int:
+        """Open time of the symbol's first candle: anchor - listed days, minute aligned."""
+        return self._model(symbol).listed_ms
+
+    def opens_ms(self, symbol: str) -> int:
+        """When the market becomes active (tradable): anchor + opens_after_s, or listing."""
+        model = self._model(symbol)
+        return max(model.listed_ms, self.anchor_ms + round(model.spec.opens_after_s * 1000))
+
+    def is_open(self, symbol: str, now_ms: int) -> bool:
+        return now_ms >= self.opens_ms(symbol)
+
+    # --- candles ------------------------------------------------------------
+
+    def _day(self, model: _Model, day: int) -> FloatArray:
+        """All base candles of UTC day `day`, shape (steps, 6), read-only, cached."""
+        key = (model.spec.symbol, day)
+        with self._lock:
+            block = self._cache.get(key)
+            if block is not None:
+                self._cache.move_to_end(key)
+                return block
+        block = self._generate_day(model, day)
+        with self._lock:
+            self._cache[key] = block
+            while len(self._cache) > _CACHE_DAYS:
+                self._cache.popitem(last=False)
+        return block
+
+    def _generate_day(self, model: _Model, day: int) -> FloatArray:
+        n = self._steps
+        rng = model.day_rng(day)
+        rng.standard_normal()  # the day's level offset, consumed by _Model.level
+        sigma = model.step_sigma
+        phi = model.spec.momentum
+        eps = rng.standard_normal(n) * (sigma * math.sqrt(1.0 - phi * phi))
+        if phi != 0.0:
+            # AR(1) r[t] = phi r[t-1] + eps[t] as a convolution with phi**k, cut where
+            # phi**k is below double precision.
+            k = n if abs(phi) > 0.99 else min(n, math.ceil(math.log(1e-18) / math.log(abs(phi))))
+            kernel = phi ** np.arange(k, dtype=np.float64)
+            returns = np.convolve(eps, kernel)[:n]
+        else:
+            returns = eps
+        start_level = model.level(day)
+        end_level = model.level(day + 1)
+        path = np.cumsum(returns)
+        frac = np.arange(1, n + 1, dtype=np.float64) / n
+        log_close = start_level + path - frac * (path[-1] - (end_level - start_level))
+        log_close[-1] = end_level  # exactly the next day's open
+        log_open = np.empty(n)
+        log_open[0] = start_level
+        log_open[1:] = log_close[:-1]
+        opens = np.exp(log_open)
+        closes = np.exp(log_close)
+        wick = 0.6 * sigma
+        highs = np.maximum(opens, closes) * np.exp(np.abs(rng.standard_normal(n)) * wick)
+        lows = np.minimum(opens, closes) * np.exp(-np.abs(rng.standard_normal(n)) * wick)
+
+        times = day * DAY_MS + np.arange(n, dtype=np.float64) * self.base_ms
+        quote_per_step = model.spec.daily_quote_volume / n * model.wobble(times)
+        intraday = 1.0 + 0.3 * np.sin(2.0 * math.pi * np.arange(n) / n + model.intraday_phase)
+        activity = 0.6 + 0.5 * np.abs(log_close - log_open) / max(sigma, 1e-12)
+        noise = np.exp(0.5 * rng.standard_normal(n) - 0.125)
+        volumes = quote_per_step * intraday * np.minimum(activity, 5.0) * noise
+        volumes /= 0.5 * (opens + closes)
+
+        block = np.column_stack([times, opens, highs, lows, closes, volumes])
+        block.setflags(write=False)
+        return block
+
+    def candles(self, symbol: str, start_ms: int, end_ms: int) -> FloatArray:
+        """Base (1m) candles with open time in [start_ms, end_ms), from the listing on.
+
+        Shape (N, 6), float64 columns [time_ms, open, high, low, close, volume].
+        The market is timeless: this includes candles after any "now"; the paper
+        exchange is what hides unclosed ones.
+        """
+        model = self._model(symbol)
+        base = self.base_ms
+        lo = max(int(start_ms), model.listed_ms)
+        first = -(-lo // base) * base
+        end = int(end_ms)
+        if first >= end:
+            return np.empty((0, 6), dtype=np.float64)
+        day0 = first // DAY_MS
+        day1 = (end - 1) // DAY_MS
+        blocks = [self._day(model, d) for d in range(day0, day1 + 1)]
+        i0 = (first - day0 * DAY_MS) // base
+        i1 = -(-(end - day0 * DAY_MS) // base)
+        if len(blocks) == 1:
+            return blocks[0][i0:i1].copy()
+        return np.concatenate(blocks)[i0:i1]
+
+    def ohlcv(self, symbol: str, timeframe: str | int, start_ms: int, end_ms: int) -> FloatArray:
+        """Candles of `timeframe` ('5m', '1h', '1d' or ms) with open time in [start_ms, end_ms).
+
+        Aggregated from the base candles; buckets are aligned to multiples of the
+        timeframe since the epoch. The bucket containing the listing starts at its
+        aligned time (possibly before `listed_ms`) and holds only the listed minutes.
+        """
+        tf = timeframe_ms(timeframe) if isinstance(timeframe, str) else int(timeframe)
+        if tf == self.base_ms:
+            return self.candles(symbol, start_ms, end_ms)
+        if tf <= 0 or tf % self.base_ms != 0:
+            raise ValueError(
+                f"timeframe of {tf} ms is not a multiple of the base {self.base_ms} ms"
+            )
+        first = -(-int(start_ms) // tf) * tf
+        last = -(-int(end_ms) // tf) * tf
+        minutes = self.candles(symbol, first, last)
+        if len(minutes) == 0:
+            return minutes
+        buckets = minutes[:, 0].astype(np.int64) // tf
+        starts = np.flatnonzero(np.concatenate(([True], buckets[1:] != buckets[:-1])))
+        ends = np.concatenate((starts[1:], [len(minutes)])) - 1
+        out = np.empty((len(starts), 6), dtype=np.float64)
+        out[:, 0] = buckets[starts] * tf
+        out[:, 1] = minutes[starts, 1]
+        out[:, 2] = np.maximum.reduceat(minutes[:, 2], starts)
+        out[:, 3] = np.minimum.reduceat(minutes[:, 3], starts)
+        out[:, 4] = minutes[ends, 4]
+        out[:, 5] = np.add.reduceat(minutes[:, 5], starts)
+        return out
+
+    def last_closed(self, symbol: str, now_ms: int) -> FloatArray | None:
+        """The latest base candle closed at `now_ms` (row of 6), or None before the first."""
+        end = (int(now_ms) // self.base_ms) * self.base_ms
+        rows = self.candles(symbol, end - self.base_ms, end)
+        return rows[0] if len(rows) else None
+
+    # --- tickers ------------------------------------------------------------
+
+    def quote_volume_24h(self, symbol: str, now_ms: int) -> float:
+        """Deterministic 24 h quote volume: daily_quote_volume times a slow wobble."""
+        model = self._model(symbol)
+        return float(model.spec.daily_quote_volume * model.wobble(float(now_ms)))
+
+    def tickers(self, now_ms: int) -> dict[str, Ticker]:
+        """Tickers of the symbols open (active) at `now_ms` that have a closed candle.
+
+        `last` is the close of the latest closed base candle.
+        """
+        out: dict[str, Ticker] = {}
+        for symbol in self._models:
+            if not self.is_open(symbol, now_ms):
+                continue
+            row = self.last_closed(symbol, now_ms)
+            if row is None:
+                continue
+            out[symbol] = Ticker(
+                symbol=symbol,
+                last=float(row[4]),
+                quote_volume=self.quote_volume_24h(symbol, now_ms),
+            )
+        return out

@@ -1,0 +1,1 @@
+"""Features, labels, training, validation and the model artifact format. Never imports actors."""

@@ -1,0 +1,1 @@
+"""What the bot keeps on disk: candle cache, ledger, symbol states. Never imports actors."""
