@@ -1,0 +1,326 @@
+"""What every actor shares: tick acknowledgement, death reporting, stable addresses, events.
+
+- `BaseActor` turns pykka's hooks into the supervision protocol: an exception in
+  `started()` or in a handler is reported to the supervisor as `ActorDied`
+  (pykka itself calls no `on_failure` for an exception in `on_start`), and every
+  handled `Tick` is acknowledged to the clock so the clock may deliver the next.
+- `Address` is a stable name for an actor whose incarnation may change when the
+  supervisor restarts it; collaborators hold addresses, never raw refs.
+- `Topic` fans events out to subscribers (admin `watch`, the invariant monitor,
+  tests).
+- `wait_quiet()` returns once every mailbox is empty and no background work
+  (a fit in the worker pool) is in flight: the barrier that tests and the
+  simulator use before they assert or advance virtual time.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from types import TracebackType
+from typing import Any
+
+import pykka
+
+from actors.clock import Clock, Mailbox
+from actors.messages import ActorDied, Event, Ping, Tick
+
+log = logging.getLogger("tradeactors")
+
+
+class _Counter:
+    """Messages handled by all actors of this process (what `wait_quiet` watches)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.value = 0
+
+    def bump(self) -> None:
+        with self._lock:
+            self.value += 1
+
+
+class BackgroundWork:
+    """Work running outside any mailbox (fits in the worker pool) that will end in a message."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._running = 0
+
+    @contextmanager
+    def running(self) -> Iterator[None]:
+        self.begin()
+        try:
+            yield
+        finally:
+            self.end()
+
+    def begin(self) -> None:
+        with self._cond:
+            self._running += 1
+
+    def end(self) -> None:
+        """Call only after the message announcing the result has been told."""
+        with self._cond:
+            self._running -= 1
+            self._cond.notify_all()
+
+    def count(self) -> int:
+        with self._cond:
+            return self._running
+
+    def wait_idle(self, timeout: float) -> bool:
+        with self._cond:
+            return self._cond.wait_for(lambda: self._running == 0, timeout=timeout)
+
+
+handled = _Counter()
+background = BackgroundWork()
+
+
+class Address:
+    """A stable handle on an actor: `tell` goes to its current incarnation.
+
+    The supervisor `bind`s a new ref after each restart. A message told while the
+    actor is between incarnations is logged and dropped (the restarted actor
+    rebuilds its state from its collaborators and storage, not from lost mail).
+    """
+
+    def __init__(self, name: str, ref: pykka.ActorRef[Any] | None = None) -> None:
+        self.name = name
+        self._ref = ref
+
+    def bind(self, ref: pykka.ActorRef[Any] | None) -> None:
+        self._ref = ref
+
+    @property
+    def ref(self) -> pykka.ActorRef[Any] | None:
+        return self._ref
+
+    def is_alive(self) -> bool:
+        return self._ref is not None and self._ref.is_alive()
+
+    def tell(self, message: Any) -> None:
+        ref = self._ref
+        if ref is None:  # not started yet: whoever starts it asks for a fresh snapshot
+            log.debug("%s: not started; dropped %s", self.name, type(message).__name__)
+            return
+        try:
+            ref.tell(message)
+        except pykka.ActorDeadError:
+            log.warning("%s: not running; dropped %s", self.name, type(message).__name__)
+
+    def ask(self, message: Any, timeout: float = 10.0) -> Any:
+        """Ask and wait for the reply; raises pykka.ActorDeadError if not running."""
+        ref = self._ref
+        if ref is None:
+            raise pykka.ActorDeadError(f"{self.name} is not running")
+        return ref.ask(message, timeout=timeout)
+
+    def __repr__(self) -> str:
+        return f"Address({self.name!r})"
+
+
+class Topic:
+    """Fan-out to named subscribers; subscribing again under a name replaces the old mailbox.
+
+    Names let a restarted actor re-subscribe without being delivered to twice.
+    Dead subscribers are dropped.
+    """
+
+    def __init__(self, subscribers: dict[str, Mailbox] | None = None) -> None:
+        self._lock = threading.Lock()
+        self._subscribers: dict[str, Mailbox] = dict(subscribers or {})
+
+    def subscribe(self, name: str, subscriber: Mailbox) -> None:
+        with self._lock:
+            self._subscribers[name] = subscriber
+
+    def unsubscribe(self, name: str) -> None:
+        with self._lock:
+            self._subscribers.pop(name, None)
+
+    def publish(self, message: Any) -> None:
+        with self._lock:
+            subscribers = list(self._subscribers.items())
+        for name, subscriber in subscribers:
+            try:
+                subscriber.tell(message)
+            except pykka.ActorDeadError:
+                self.unsubscribe(name)
+
+
+class TrainerDirectory:
+    """The running trainers, one per symbol at most: its entries are the dedup guard.
+
+    `start(symbol)` is atomic: of any number of concurrent calls for a symbol,
+    exactly one starts a trainer while it lives. A trainer calls `remove` before
+    it reports its outcome, so the symbol can be trained again afterwards.
+    """
+
+    def __init__(self, factory: Callable[[str], pykka.ActorRef[Any]] | None = None) -> None:
+        self._lock = threading.Lock()
+        self._refs: dict[str, pykka.ActorRef[Any]] = {}
+        self.factory = factory
+
+    @staticmethod
+    def name_of(symbol: str) -> str:
+        return f"trainer:{symbol}"
+
+    def start(self, symbol: str) -> bool:
+        """Start a trainer for `symbol` unless one runs; True if this call started it."""
+        assert self.factory is not None, "TrainerDirectory has no factory"
+        with self._lock:
+            ref = self._refs.get(symbol)
+            if ref is not None and ref.is_alive():
+                return False
+            self._refs[symbol] = self.factory(symbol)
+            return True
+
+    def running(self, symbol: str) -> bool:
+        with self._lock:
+            ref = self._refs.get(symbol)
+            return ref is not None and ref.is_alive()
+
+    def remove(self, symbol: str, ref: pykka.ActorRef[Any]) -> None:
+        with self._lock:
+            if self._refs.get(symbol) is ref:
+                del self._refs[symbol]
+
+    def symbols(self) -> list[str]:
+        with self._lock:
+            return sorted(s for s, ref in self._refs.items() if ref.is_alive())
+
+    def stop_all(self, timeout: float = 10.0) -> None:
+        with self._lock:
+            refs = list(self._refs.values())
+            self._refs.clear()
+        for ref in refs:
+            with suppress(pykka.ActorDeadError):
+                ref.stop(timeout=timeout)
+
+
+class BaseActor(pykka.ThreadingActor):
+    """An actor of tradeactors. Subclasses implement `receive` (and maybe `started`/`stopped`).
+
+    Accepts, besides its own messages: `Ping` (barrier; replies None).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        clock: Clock,
+        supervisor: Mailbox | None = None,
+        events: Topic | None = None,
+    ) -> None:
+        super().__init__()
+        self.name = name
+        self.clock = clock
+        self.supervisor = supervisor
+        self.events = events or Topic()
+        self.log = logging.getLogger(f"tradeactors.{name.split(':')[0]}")
+        self._timers: list[int] = []
+
+    # --- hooks for subclasses ---------------------------------------------------
+
+    def started(self) -> None:
+        """Runs in the actor's thread before the first message."""
+
+    def stopped(self) -> None:
+        """Runs in the actor's thread on an orderly stop."""
+
+    def receive(self, message: Any) -> Any:
+        self.log.warning("%s: unexpected message %s", self.name, type(message).__name__)
+        return None
+
+    # --- helpers ------------------------------------------------------------------
+
+    def every(
+        self, interval_s: float, make_tick: Callable[..., Tick], first_at: float | None = None
+    ) -> None:
+        """Have the clock deliver `make_tick(at=..., timer_id=...)` to me every interval_s."""
+        timer_id = self.clock.schedule_periodic(
+            interval_s,
+            self.actor_ref,
+            lambda at, tid: make_tick(at=at, timer_id=tid),
+            first_at=first_at,
+        )
+        self._timers.append(timer_id)
+
+    def publish(self, event: Event) -> None:
+        self.events.publish(event)
+
+    # --- pykka hooks ------------------------------------------------------------------
+
+    def on_start(self) -> None:
+        try:
+            self.started()
+        except Exception as exc:
+            self._cancel_timers()
+            self._report_death(exc, during_start=True)
+            raise
+
+    def on_stop(self) -> None:
+        self._cancel_timers()
+        self.stopped()
+
+    def on_failure(
+        self,
+        exception_type: type[BaseException] | None,
+        exception_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._cancel_timers()
+        self._report_death(exception_value, during_start=False)
+
+    def on_receive(self, message: Any) -> Any:
+        if isinstance(message, Ping):
+            return None
+        handled.bump()
+        try:
+            return self.receive(message)
+        finally:
+            if isinstance(message, Tick):
+                self.clock.tick_handled(message.timer_id)
+
+    def _cancel_timers(self) -> None:
+        for timer_id in self._timers:
+            self.clock.cancel(timer_id)
+        self._timers.clear()
+
+    def _report_death(self, exc: BaseException | None, during_start: bool) -> None:
+        if self.supervisor is not None:
+            error = f"{type(exc).__name__}: {exc}" if exc else "unknown error"
+            self.supervisor.tell(ActorDied(name=self.name, error=error, during_start=during_start))
+
+
+def wait_quiet(timeout: float = 30.0) -> None:
+    """Block until every actor's mailbox is drained and no background work is in flight.
+
+    A round: wait for background work, then ping every live actor (a ping returns
+    once all that was told before it is handled). Quiet when a round handled
+    nothing, left every inbox empty and no background work started. Raises
+    TimeoutError naming what is still busy.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        before = handled.value
+        if not background.wait_idle(max(0.0, deadline - time.monotonic())):
+            raise TimeoutError(f"{background.count()} background jobs still running")
+        refs = pykka.ActorRegistry.get_all()
+        for ref in refs:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"{ref} still busy after {timeout:.0f} s")
+            with suppress(pykka.ActorDeadError):
+                ref.ask(Ping(), timeout=left)
+        if (
+            handled.value == before
+            and background.count() == 0
+            and all(ref.actor_inbox.empty() for ref in refs)
+            and len(pykka.ActorRegistry.get_all()) == len(refs)
+        ):
+            return

@@ -1,0 +1,315 @@
+"""CoverageActor: the only place that decides what state each symbol is in.
+
+Accepts:
+- `CoverageTick` (its own clock timer, every coverage.interval_s): evaluate every
+  symbol. Gated: an evaluation less than interval_s after the previous one is
+  skipped, whoever sent the tick.
+- `UniverseTick` (its own timer, every universe.refresh_s) and `RefreshUniverse`
+  (admin): refresh the universe, then evaluate.
+- `ModelsUpdated` (model store): symbols a published model covers become ACTIVE.
+  The first one after start (the reply to its `Subscribe`) triggers the startup
+  refresh and evaluation, so nothing is trained that a model on disk covers.
+- `TrainingSucceeded`, `TrainingFailed` (trainers).
+- `BlockSymbol`, `UnblockSymbol`, `RetrainSymbol` (admin): reply `CommandResult`.
+- `GetSymbols` (ask): reply `SymbolStates`.
+- `Subscribe`: the subscriber gets `SymbolStates` now and after every change.
+
+Sends: `SymbolStates` to subscribers, `Subscribe` to the store, events
+(`SymbolTransition`, `CoverageChecked`, `UniverseRefreshed`) on the topic, and
+starts trainers through the `TrainerDirectory` (never two for one symbol).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from actors.base import BaseActor, Topic, TrainerDirectory
+from actors.clock import Clock, Mailbox
+from actors.messages import (
+    BlockSymbol,
+    CommandResult,
+    CoverageChecked,
+    CoverageTick,
+    GetSymbols,
+    ModelsUpdated,
+    RefreshUniverse,
+    RetrainSymbol,
+    Subscribe,
+    SymbolStates,
+    SymbolTransition,
+    TrainingFailed,
+    TrainingSucceeded,
+    UnblockSymbol,
+    UniverseRefreshed,
+    UniverseTick,
+)
+from actors.policy import lifecycle
+from actors.policy.lifecycle import (
+    Facts,
+    LifecyclePolicy,
+    Step,
+    SymbolRecord,
+    SymbolState,
+)
+from actors.policy.universe import select_universe
+from actors.settings import CoverageSettings, TrainingSettings, UniverseSettings
+from exchange.port import ExchangePort
+from exchange.types import ExchangeError
+
+# A tick fired by the clock can arrive a hair early relative to the last check
+# (the startup check happens after the timer was armed); allow for it.
+_GATE_TOLERANCE_S = 1.0
+
+
+class CoverageActor(BaseActor):
+    def __init__(
+        self,
+        *,
+        clock: Clock,
+        exchange: ExchangePort,
+        trainers: TrainerDirectory,
+        store: Mailbox,
+        coverage: CoverageSettings,
+        universe: UniverseSettings,
+        training: TrainingSettings,
+        quote: str,
+        subscribers: dict[str, Mailbox] | None = None,
+        supervisor: Mailbox | None = None,
+        events: Topic | None = None,
+        initial_records: Iterable[SymbolRecord] = (),
+    ) -> None:
+        super().__init__("coverage", clock, supervisor, events)
+        self.exchange = exchange
+        self.trainers = trainers
+        self.store = store
+        self.settings = coverage
+        self.universe_settings = universe
+        self.quote = quote
+        self.subscribers = Topic(subscribers)
+        self.policy = LifecyclePolicy(
+            min_history_days=coverage.min_history_days,
+            max_attempts=training.max_attempts,
+            retry_base_s=training.retry_base_s,
+            retry_max_s=training.retry_max_s,
+            max_model_age_s=coverage.max_model_age_s,
+        )
+        self.records: dict[str, SymbolRecord] = {r.symbol: r for r in initial_records}
+        self.universe: set[str] = set()
+        self.listed_at: dict[str, float] = {}  # earliest candle time; never changes once known
+        self.models_known = False
+        self.last_check_at: float | None = None
+        self.checks = 0
+
+    # --- lifecycle ------------------------------------------------------------------
+
+    def started(self) -> None:
+        self.log.info(
+            "Training/coverage checks every %ds, universe refresh every %ds",
+            self.settings.interval_s,
+            self.universe_settings.refresh_s,
+        )
+        self.every(self.settings.interval_s, CoverageTick)
+        # static lists are refreshed too: a listed symbol may open for trading later
+        self.every(self.universe_settings.refresh_s, UniverseTick)
+        self.store.tell(Subscribe(name="coverage", subscriber=self.actor_ref))
+
+    def receive(self, message: Any) -> Any:
+        match message:
+            case CoverageTick():
+                self._on_coverage_tick()
+            case UniverseTick() | RefreshUniverse():
+                if self.models_known:
+                    self._refresh_universe()
+                    self._evaluate_all("universe")
+            case ModelsUpdated():
+                self._on_models(message)
+            case TrainingSucceeded(symbol=symbol):
+                self._apply(symbol, lifecycle.TrainingOutcome(now=self.clock.now(), ok=True))
+                self._broadcast()
+            case TrainingFailed(symbol=symbol, error=error):
+                event = lifecycle.TrainingOutcome(now=self.clock.now(), ok=False, error=error)
+                self._apply(symbol, event)
+                self._broadcast()
+            case BlockSymbol(symbol=symbol, reason=reason):
+                return self._command(symbol, lifecycle.ManualBlock(self.clock.now(), reason))
+            case UnblockSymbol(symbol=symbol):
+                result = self._command(symbol, lifecycle.ManualUnblock(self.clock.now()))
+                if result.ok:  # re-decide at once rather than at the next tick
+                    self._apply(symbol, lifecycle.Evaluate(self._facts(symbol)))
+                    self._broadcast()
+                return result
+            case RetrainSymbol(symbol=symbol):
+                return self._command(symbol, lifecycle.ManualRetrain(self._facts(symbol)))
+            case GetSymbols():
+                return self._snapshot()
+            case Subscribe(name=name, subscriber=subscriber):
+                self.subscribers.subscribe(name, subscriber)
+                subscriber.tell(self._snapshot())
+            case _:
+                return super().receive(message)
+        return None
+
+    # --- handlers ----------------------------------------------------------------------
+
+    def _on_coverage_tick(self) -> None:
+        if not self.models_known:
+            self.log.warning("Coverage check skipped: still waiting for the model store")
+            return
+        now = self.clock.now()
+        if (
+            self.last_check_at is not None
+            and now - self.last_check_at < self.settings.interval_s - _GATE_TOLERANCE_S
+        ):
+            self.log.debug(
+                "Coverage check skipped: last one %.0f s ago < %d s interval",
+                now - self.last_check_at,
+                self.settings.interval_s,
+            )
+            return
+        self._evaluate_all("tick")
+
+    def _on_models(self, message: ModelsUpdated) -> None:
+        now = self.clock.now()
+        for symbol, model in message.models.items():
+            record = self.records.get(symbol)
+            if record is None or record.model_version == model.version:
+                continue
+            trained_at = model.manifest.trained_at_ms / 1000
+            self._apply(symbol, lifecycle.ModelCovered(now, model.version, trained_at))
+        # models of symbols not seen yet: remember them so the first evaluation finds them
+        for symbol, model in message.models.items():
+            if symbol not in self.records:
+                self.records[symbol] = SymbolRecord(
+                    symbol=symbol,
+                    since=now,
+                    model_version=model.version,
+                    model_trained_at=model.manifest.trained_at_ms / 1000,
+                    state=SymbolState.NEW,
+                    reason="a model covers it",
+                )
+        if not self.models_known:
+            self.models_known = True
+            self._refresh_universe()
+            self._evaluate_all("startup")
+        else:
+            self._broadcast()
+
+    def _command(self, symbol: str, event: lifecycle.Event) -> CommandResult:
+        if symbol not in self.records:
+            return CommandResult(ok=False, detail=f"unknown symbol {symbol}")
+        result = self._apply(symbol, event)
+        self._broadcast()
+        if result.refused:
+            return CommandResult(ok=False, detail=result.refused)
+        return CommandResult(ok=True, detail=result.note or f"{symbol}: {result.record.state}")
+
+    # --- the work --------------------------------------------------------------------
+
+    def _refresh_universe(self) -> None:
+        settings = self.universe_settings
+        try:
+            markets = self.exchange.load_markets()
+            tickers = self.exchange.fetch_tickers() if settings.mode == "auto" else {}
+        except ExchangeError as exc:
+            self.log.warning(
+                "Universe refresh failed, keeping %d symbols: %s", len(self.universe), exc
+            )
+            return
+        fresh = set(
+            select_universe(
+                markets,
+                tickers,
+                quote=self.quote,
+                top_n=settings.top_n,
+                blacklist=settings.blacklist,
+                static=settings.symbols if settings.mode == "static" else (),
+            )
+        )
+        added, removed = sorted(fresh - self.universe), sorted(self.universe - fresh)
+        if settings.mode == "static":
+            for missing in sorted(set(settings.symbols) - fresh):
+                self.log.warning(
+                    "%s: in universe.symbols but not an active market; ignored", missing
+                )
+        first = not self.universe
+        self.universe = fresh
+        if added or removed:
+            self.log.info(
+                "Universe %s: %d symbols%s%s",
+                "loaded" if first else "refreshed",
+                len(fresh),
+                f", added {', '.join(added)}" if added and not first else "",
+                f", removed {', '.join(removed)}" if removed else "",
+            )
+        self.publish(
+            UniverseRefreshed(
+                at=self.clock.now(), added=tuple(added), removed=tuple(removed), size=len(fresh)
+            )
+        )
+
+    def _evaluate_all(self, trigger: str) -> None:
+        now = self.clock.now()
+        self.last_check_at = now
+        self.checks += 1
+        for symbol in sorted(self.universe | set(self.records)):
+            self._apply(symbol, lifecycle.Evaluate(self._facts(symbol)))
+        states = [r.state for r in self.records.values()]
+        active = sum(s is SymbolState.ACTIVE for s in states)
+        blocked = sum(lifecycle.is_blocked(s) for s in states)
+        self.log.debug("Coverage check (%s): %d active, %d blocked", trigger, active, blocked)
+        self.publish(
+            CoverageChecked(
+                at=now, trigger=trigger, symbols=len(states), active=active, blocked=blocked
+            )
+        )
+        self._broadcast()
+
+    def _facts(self, symbol: str) -> Facts:
+        return Facts(
+            now=self.clock.now(),
+            in_universe=symbol in self.universe,
+            listed_at=self._listed_at(symbol) if symbol in self.universe else None,
+            trainer_running=self.trainers.running(symbol),
+        )
+
+    def _listed_at(self, symbol: str) -> float | None:
+        if symbol not in self.listed_at:
+            try:
+                start_ms = self.exchange.history_start_ms(symbol)
+            except ExchangeError as exc:
+                self.log.warning("%s: cannot read history start: %s", symbol, exc)
+                return None
+            if start_ms is None:
+                return None
+            self.listed_at[symbol] = start_ms / 1000
+        return self.listed_at[symbol]
+
+    def _apply(self, symbol: str, event: lifecycle.Event) -> Step:
+        record = self.records.get(symbol) or SymbolRecord(symbol=symbol, since=self.clock.now())
+        result = lifecycle.step(record, event, self.policy)
+        self.records[symbol] = result.record
+        if result.note:
+            self.log.info("%s", result.note)
+        if result.record.state != record.state:
+            self.publish(
+                SymbolTransition(
+                    at=self.clock.now(),
+                    symbol=symbol,
+                    old=record.state,
+                    new=result.record.state,
+                    reason=result.record.reason,
+                )
+            )
+        if result.start_training:
+            if self.trainers.start(symbol):
+                self.log.info("%s: trainer started", symbol)
+            else:
+                self.log.info("%s: already training; no second trainer", symbol)
+        return result
+
+    def _snapshot(self) -> SymbolStates:
+        return SymbolStates(records=tuple(self.records[s] for s in sorted(self.records)))
+
+    def _broadcast(self) -> None:
+        self.subscribers.publish(self._snapshot())

@@ -1,0 +1,298 @@
+"""Every message that crosses a mailbox, in one place.
+
+Each message is a frozen, tagged msgspec Struct: immutable (no shared mutable
+state crosses a mailbox) and encodable as JSON with a `"type"` tag. Grouped by
+who receives them; each actor's docstring lists what it accepts.
+
+One deliberate exception to "plain data": `ModelsUpdated.models` carries the
+loaded, read-only estimators. They are never mutated after loading, so handing
+the same objects to the trader costs nothing and shares no mutable state.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from actors.policy.lifecycle import SymbolRecord
+from actors.policy.risk import Intent, Position
+from models.artifacts import LoadedModel
+
+
+class Message(msgspec.Struct, frozen=True, tag=True, kw_only=True):
+    """Base of every message; the JSON tag is the class name."""
+
+
+# --- clock ticks: delivered by the Clock, acknowledged by BaseActor ----------------
+
+
+class Tick(Message, frozen=True):
+    at: float  # the time the tick was due
+    timer_id: int = 0
+
+
+class CoverageTick(Tick, frozen=True):
+    """Coverage: time to evaluate every symbol's state (every coverage.interval_s)."""
+
+
+class UniverseTick(Tick, frozen=True):
+    """Coverage: time to refresh the universe (every universe.refresh_s)."""
+
+
+class TradeTick(Tick, frozen=True):
+    """Trader: a candle has just closed (every timeframe)."""
+
+
+class HeartbeatTick(Tick, frozen=True):
+    """Trader: log the heartbeat line (every heartbeat_s)."""
+
+
+class HealthTick(Tick, frozen=True):
+    """Trader: check the exchange is reachable (every health_s)."""
+
+
+# --- plumbing --------------------------------------------------------------------
+
+
+class Ping(Message, frozen=True):
+    """Barrier: asking it returns once everything told before it was handled."""
+
+
+class ActorDied(Message, frozen=True):
+    """To the supervisor: an actor stopped on an exception (in on_start or a handler)."""
+
+    name: str
+    error: str
+    during_start: bool = False
+
+
+class StopRequested(Message, frozen=True):
+    """To the supervisor: stop every actor in order (a signal, or an admin `shutdown`)."""
+
+    reason: str
+
+
+class Subscribe(Message, frozen=True):
+    """Store, coverage: send me your current state now, and every change from now on.
+
+    `subscriber` is an `actors.base.Address` (or anything with `tell`); subscribing
+    again under the same `name` replaces the previous subscription.
+    """
+
+    name: str
+    subscriber: Any
+
+
+# --- coverage actor ------------------------------------------------------------------
+
+
+class TrainingSucceeded(Message, frozen=True):
+    symbol: str
+    version: str
+    fit_seconds: float
+    metrics: dict[str, float] = {}
+
+
+class TrainingFailed(Message, frozen=True):
+    symbol: str
+    error: str
+
+
+class BlockSymbol(Message, frozen=True):
+    symbol: str
+    reason: str = "no reason given"
+
+
+class UnblockSymbol(Message, frozen=True):
+    symbol: str
+
+
+class RetrainSymbol(Message, frozen=True):
+    symbol: str
+
+
+class RefreshUniverse(Message, frozen=True):
+    """An admin asks for a universe refresh now (followed by a coverage evaluation)."""
+
+
+class GetSymbols(Message, frozen=True):
+    """Ask: reply `SymbolStates`."""
+
+
+class CommandResult(Message, frozen=True):
+    """Reply to an admin command: ok, or why it does not apply."""
+
+    ok: bool
+    detail: str
+
+
+# --- model store --------------------------------------------------------------------
+
+
+class PublishModel(Message, frozen=True):
+    """Trainer -> store: publish the staged artifact; reply ModelPublished or PublishFailed."""
+
+    symbol: str
+    staging_dir: str
+    reply_to: Any  # Address or ActorRef of the trainer
+
+
+class ModelPublished(Message, frozen=True):
+    symbol: str
+    version: str
+
+
+class PublishFailed(Message, frozen=True):
+    symbol: str
+    error: str
+
+
+class ReloadModels(Message, frozen=True):
+    """Reload every model from disk now (an admin asked)."""
+
+    reason: str = "admin request"
+
+
+class GetModels(Message, frozen=True):
+    """Ask: reply `ModelsUpdated` with the current set."""
+
+
+class ModelsUpdated(Message, frozen=True):
+    """Store -> subscribers: the current models, after `version` changed `symbols`."""
+
+    version: str | None
+    symbols: tuple[str, ...]
+    models: dict[str, LoadedModel]
+
+
+# --- trader ----------------------------------------------------------------------
+
+
+class SymbolStates(Message, frozen=True):
+    """Coverage -> subscribers: the state of every symbol (after any change)."""
+
+    records: tuple[SymbolRecord, ...]
+
+
+class Pause(Message, frozen=True):
+    """No new entries; exits (stop loss, sell signals) still managed."""
+
+
+class Resume(Message, frozen=True):
+    pass
+
+
+class CloseSymbol(Message, frozen=True):
+    symbol: str
+
+
+class CloseAll(Message, frozen=True):
+    pass
+
+
+class GetTraderStatus(Message, frozen=True):
+    """Ask: reply `TraderStatus`."""
+
+
+class TraderStatus(Message, frozen=True):
+    paused: bool
+    positions: tuple[Position, ...]
+    realized_pnl: float
+    equity: float
+    orders_placed: int
+    last_tick_at: float | None
+
+
+# --- trainer (its own mailbox) ----------------------------------------------------
+
+
+class StartTraining(Message, frozen=True):
+    pass
+
+
+class FitFinished(Message, frozen=True):
+    """The worker process finished (result) or failed (error)."""
+
+    staging_dir: str
+    fit_seconds: float = 0.0
+    rows: int = 0
+    metrics: dict[str, float] = {}
+    error: str | None = None
+
+
+# --- events: published on the event topic for watchers, the monitor and tests ----
+
+
+class Event(Message, frozen=True):
+    at: float
+
+
+class SymbolTransition(Event, frozen=True):
+    symbol: str
+    old: str
+    new: str
+    reason: str
+
+
+class CoverageChecked(Event, frozen=True):
+    trigger: str  # "startup" | "tick" | "universe"
+    symbols: int
+    active: int
+    blocked: int
+
+
+class UniverseRefreshed(Event, frozen=True):
+    added: tuple[str, ...]
+    removed: tuple[str, ...]
+    size: int
+
+
+class TrainerStarted(Event, frozen=True):
+    symbol: str
+
+
+class TrainerFinished(Event, frozen=True):
+    symbol: str
+    ok: bool
+    detail: str
+
+
+class ModelsReloaded(Event, frozen=True):
+    version: str | None
+    symbols: tuple[str, ...]
+    trigger: str  # "startup" | "published" | "admin"
+
+
+class SignalProduced(Event, frozen=True):
+    symbol: str
+    candle_ms: int
+    prob_up: float
+
+
+class OrderPlaced(Event, frozen=True):
+    symbol: str
+    client_order_id: str
+    side: str
+    intent: Intent
+    amount: float
+    price: float
+    why: str
+
+
+class OrderFailed(Event, frozen=True):
+    symbol: str
+    client_order_id: str
+    intent: Intent
+    error: str
+
+
+class Heartbeat(Event, frozen=True):
+    active: int
+    blocked: int
+    open_positions: int
+
+
+class ActorRestarted(Event, frozen=True):
+    name: str
+    error: str

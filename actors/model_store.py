@@ -1,0 +1,146 @@
+"""ModelStoreActor: owns the model artifacts on disk and the loaded models in memory.
+
+Accepts:
+- `PublishModel` (trainer): publish the staged artifact as a new version
+  (atomically), load it (checksum verified), reply `ModelPublished` or
+  `PublishFailed` to `reply_to`, and send `ModelsUpdated` to subscribers.
+- `ReloadModels` (admin): reload every version from disk.
+- `GetModels` (ask): reply `ModelsUpdated` with the current set.
+- `Subscribe`: the subscriber gets `ModelsUpdated` now and after every change.
+
+Reloads happen at start, on a publish and on an admin request: never on a timer
+(each one is announced as a `ModelsReloaded` event, which the tests count). A
+version that fails to load (missing manifest, checksum mismatch, unreadable) is
+refused with a log line naming it, and the models in use stay in use.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from actors.base import BaseActor, Topic
+from actors.clock import Clock, Mailbox
+from actors.messages import (
+    GetModels,
+    ModelPublished,
+    ModelsReloaded,
+    ModelsUpdated,
+    PublishFailed,
+    PublishModel,
+    ReloadModels,
+    Subscribe,
+)
+from models import artifacts
+from models.artifacts import ArtifactError, LoadedModel
+
+
+class ModelStoreActor(BaseActor):
+    def __init__(
+        self,
+        *,
+        clock: Clock,
+        models_dir: Path,
+        subscribers: dict[str, Mailbox] | None = None,
+        supervisor: Mailbox | None = None,
+        events: Topic | None = None,
+    ) -> None:
+        super().__init__("model_store", clock, supervisor, events)
+        self.models_dir = Path(models_dir)
+        self.subscribers = Topic(subscribers)
+        self.models: dict[str, LoadedModel] = {}
+        self.version: str | None = None
+        self.refused: set[str] = set()  # versions known bad: not retried on every reload
+        self.reloads = 0
+
+    def started(self) -> None:
+        self.models_dir.mkdir(parents=True, exist_ok=True)
+        self._reload("startup")
+        # After a restart the subscribers are running and may have lost a reply
+        # to the previous incarnation; at first start they are not, and they
+        # will Subscribe themselves.
+        self.subscribers.publish(self._current(tuple(sorted(self.models))))
+
+    def receive(self, message: Any) -> Any:
+        match message:
+            case PublishModel():
+                self._publish(message)
+            case ReloadModels(reason=reason):
+                self.refused.clear()  # an admin may have repaired a version by hand
+                changed = self._reload("admin")
+                self.log.info("Models reloaded (%s): %d symbols", reason, len(self.models))
+                self.subscribers.publish(self._current(changed))
+            case GetModels():
+                return self._current(())
+            case Subscribe(name=name, subscriber=subscriber):
+                self.subscribers.subscribe(name, subscriber)
+                subscriber.tell(self._current(()))
+            case _:
+                return super().receive(message)
+        return None
+
+    def _reload(self, trigger: str) -> tuple[str, ...]:
+        loaded, errors = artifacts.load_latest(self.models_dir, skip=self.refused)
+        for error in errors:
+            self._refuse(error)
+        changed = tuple(sorted(s for s, m in loaded.items() if self.models.get(s, None) is not m))
+        self.models = loaded
+        self.version = self._newest_version()
+        self.reloads += 1
+        for model in sorted(loaded.values(), key=lambda m: m.symbol):
+            self.log.debug("%s: model %s loaded", model.symbol, model.version)
+        if trigger == "startup":
+            self.log.info(
+                "Model store: %d models loaded from %s%s",
+                len(loaded),
+                self.models_dir,
+                f" (newest {self.version})" if self.version else "",
+            )
+        self.publish(
+            ModelsReloaded(
+                at=self.clock.now(), version=self.version, symbols=changed, trigger=trigger
+            )
+        )
+        return changed
+
+    def _publish(self, message: PublishModel) -> None:
+        symbol = message.symbol
+        try:
+            manifest = artifacts.publish(self.models_dir, message.staging_dir)
+            model = artifacts.load_version(self.models_dir / manifest.version)
+        except (ArtifactError, OSError) as exc:
+            error = f"publishing the model failed: {exc}"
+            self.log.error("%s: %s; models in use are unchanged", symbol, error)
+            message.reply_to.tell(PublishFailed(symbol=symbol, error=error))
+            return
+        self.models = {**self.models, symbol: model}
+        self.version = model.version
+        self.reloads += 1
+        metrics = model.manifest.metrics
+        self.log.info(
+            "%s: model %s published (walk-forward accuracy %.1f%%, AUC %.3f, %d rows)",
+            symbol,
+            model.version,
+            100 * metrics.get("accuracy", float("nan")),
+            metrics.get("auc", float("nan")),
+            model.manifest.rows,
+        )
+        self.publish(
+            ModelsReloaded(
+                at=self.clock.now(), version=model.version, symbols=(symbol,), trigger="published"
+            )
+        )
+        message.reply_to.tell(ModelPublished(symbol=symbol, version=model.version))
+        self.subscribers.publish(self._current((symbol,)))
+
+    def _refuse(self, error: ArtifactError) -> None:
+        self.log.error("Model refused: %s; the models in use stay in use", error)
+        version = getattr(error, "version", None)
+        if version:
+            self.refused.add(version)
+
+    def _newest_version(self) -> str | None:
+        return max((m.version for m in self.models.values()), default=None)
+
+    def _current(self, changed: tuple[str, ...] | Any) -> ModelsUpdated:
+        return ModelsUpdated(version=self.version, symbols=tuple(changed), models=dict(self.models))

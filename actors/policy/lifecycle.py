@@ -1,0 +1,355 @@
+r"""The symbol lifecycle as one pure transition function.
+
+    NEW --evaluate--> ACTIVE           a model covers it
+                 \--> TRAINING         history >= min_history_days, no model
+                 \--> BLOCKED_HISTORY  history < min_history_days
+    BLOCKED_HISTORY --evaluate, history now enough--> TRAINING
+    TRAINING --model published--> ACTIVE
+    TRAINING --training failed--> RETRY_WAIT (backoff) --> TRAINING ... --> BLOCKED_FAILED
+    ACTIVE --model older than max age--> ACTIVE + background retrain
+    any --admin block--> BLOCKED_MANUAL --admin unblock--> NEW
+    any --left the universe--> RETIRED
+
+`step(record, event, policy)` returns the new record, whether a trainer must be
+started, and the log note of what happened. The coverage actor owns the records
+and does what the step says; it never decides anything itself.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+
+DAY_S = 86_400.0
+
+
+class SymbolState(enum.StrEnum):
+    NEW = "NEW"
+    TRAINING = "TRAINING"
+    ACTIVE = "ACTIVE"
+    BLOCKED_HISTORY = "BLOCKED_HISTORY"
+    RETRY_WAIT = "RETRY_WAIT"
+    BLOCKED_FAILED = "BLOCKED_FAILED"
+    BLOCKED_MANUAL = "BLOCKED_MANUAL"
+    RETIRED = "RETIRED"
+
+
+def is_blocked(state: SymbolState) -> bool:
+    """In the universe but not allowed to trade (what the heartbeat counts as blocked)."""
+    return state not in (SymbolState.ACTIVE, SymbolState.RETIRED)
+
+
+class SymbolRecord(msgspec.Struct, frozen=True, kw_only=True):
+    symbol: str
+    state: SymbolState = SymbolState.NEW
+    reason: str = "seen in the universe"
+    since: float = 0.0  # when it entered `state`
+    eligible_at: float | None = None  # BLOCKED_HISTORY: when history reaches the minimum
+    attempts: int = 0  # consecutive failed trainings
+    next_attempt_at: float | None = None  # backoff: no training before this
+    model_version: str | None = None
+    model_trained_at: float | None = None
+    last_error: str | None = None
+
+
+class LifecyclePolicy(msgspec.Struct, frozen=True, kw_only=True):
+    min_history_days: float
+    max_attempts: int
+    retry_base_s: float
+    retry_max_s: float
+    max_model_age_s: float
+
+    def backoff_s(self, attempts: int) -> float:
+        """Wait after the `attempts`-th consecutive failure: base, 2x base, 4x base ... capped."""
+        return float(min(self.retry_max_s, self.retry_base_s * 2 ** max(0, attempts - 1)))
+
+
+# --- events -----------------------------------------------------------------
+
+
+class Facts(msgspec.Struct, frozen=True, kw_only=True):
+    """What the coverage actor knows about a symbol at evaluation time."""
+
+    now: float
+    in_universe: bool
+    listed_at: float | None  # time of the earliest candle; None = no history at all
+    trainer_running: bool
+
+    def history_days(self) -> float | None:
+        return None if self.listed_at is None else max(0.0, (self.now - self.listed_at) / DAY_S)
+
+
+class Evaluate(msgspec.Struct, frozen=True):
+    facts: Facts
+
+
+class ModelCovered(msgspec.Struct, frozen=True):
+    now: float
+    version: str
+    trained_at: float
+
+
+class TrainingOutcome(msgspec.Struct, frozen=True):
+    now: float
+    ok: bool
+    error: str | None = None
+
+
+class ManualBlock(msgspec.Struct, frozen=True):
+    now: float
+    reason: str
+
+
+class ManualUnblock(msgspec.Struct, frozen=True):
+    now: float
+
+
+class ManualRetrain(msgspec.Struct, frozen=True):
+    facts: Facts
+
+
+Event = Evaluate | ModelCovered | TrainingOutcome | ManualBlock | ManualUnblock | ManualRetrain
+
+
+class Step(msgspec.Struct, frozen=True):
+    record: SymbolRecord
+    start_training: bool = False
+    note: str | None = None  # what happened, for the log; None = nothing worth a line
+    refused: str | None = None  # an admin request that does not apply, and why
+
+
+# --- the transition function -------------------------------------------------
+
+
+def step(record: SymbolRecord, event: Event, policy: LifecyclePolicy) -> Step:
+    match event:
+        case Evaluate(facts):
+            return _evaluate(record, facts, policy)
+        case ModelCovered():
+            return _model_covered(record, event)
+        case TrainingOutcome():
+            return _training_outcome(record, event, policy)
+        case ManualBlock(now, reason):
+            moved = _move(record, SymbolState.BLOCKED_MANUAL, now, f"blocked by admin: {reason}")
+            return Step(moved, note=_note(record, moved))
+        case ManualUnblock(now):
+            if record.state not in (SymbolState.BLOCKED_MANUAL, SymbolState.BLOCKED_FAILED):
+                return Step(record, refused=f"{record.symbol} is {record.state}, not blocked")
+            moved = _move(record, SymbolState.NEW, now, "unblocked by admin", attempts=0)
+            return Step(moved, note=_note(record, moved))
+        case ManualRetrain(facts):
+            return _manual_retrain(record, facts, policy)
+    raise TypeError(f"unknown lifecycle event {event!r}")  # pragma: no cover
+
+
+def _evaluate(record: SymbolRecord, facts: Facts, policy: LifecyclePolicy) -> Step:
+    now, state = facts.now, record.state
+    if not facts.in_universe:
+        if state is SymbolState.RETIRED:
+            return Step(record)
+        moved = _move(record, SymbolState.RETIRED, now, "left the universe")
+        return Step(moved, note=_note(record, moved))
+    if state is SymbolState.RETIRED:
+        record = _move(record, SymbolState.NEW, now, "back in the universe")
+        state = record.state
+    if state in (SymbolState.BLOCKED_MANUAL, SymbolState.BLOCKED_FAILED):
+        return Step(record)
+    if state is SymbolState.ACTIVE:
+        return _maybe_retrain_active(record, facts, policy)
+    if state is SymbolState.TRAINING and facts.trainer_running:
+        return Step(record)
+    # NEW, BLOCKED_HISTORY, RETRY_WAIT, or TRAINING with no trainer alive (after a restart).
+    if record.model_version is not None:
+        moved = _move(record, SymbolState.ACTIVE, now, f"model {record.model_version} covers it")
+        retrain = _maybe_retrain_active(moved, facts, policy)
+        note = _join(_note(record, moved), retrain.note)
+        return Step(retrain.record, retrain.start_training, note)
+    days = facts.history_days()
+    if days is None or days < policy.min_history_days:
+        if state is SymbolState.BLOCKED_HISTORY:
+            return Step(record)
+        eligible_at = (
+            None if facts.listed_at is None else facts.listed_at + policy.min_history_days * DAY_S
+        )
+        reason = _short_history_reason(days, policy.min_history_days, eligible_at)
+        moved = _move(record, SymbolState.BLOCKED_HISTORY, now, reason, eligible_at=eligible_at)
+        return Step(moved, note=_note(record, moved) + ". Will NOT trigger retraining.")
+    if facts.trainer_running:  # a trainer already works on it (e.g. an admin retrain)
+        moved = _move(record, SymbolState.TRAINING, now, "a trainer is already running")
+        return Step(moved, note=_note(record, moved))
+    if state is SymbolState.RETRY_WAIT and (record.next_attempt_at or 0.0) > now:
+        return Step(record)
+    if state is SymbolState.BLOCKED_HISTORY:
+        reason = f"history now {days:.1f} days >= {_num(policy.min_history_days)} minimum"
+    elif state is SymbolState.RETRY_WAIT:
+        reason = f"retry {record.attempts + 1} of {policy.max_attempts} after backoff"
+    else:
+        reason = f"{days:.1f} days of history >= {_num(policy.min_history_days)} minimum, no model"
+    moved = _move(record, SymbolState.TRAINING, now, reason, eligible_at=None, next_attempt_at=None)
+    return Step(moved, start_training=True, note=_note(record, moved))
+
+
+def _maybe_retrain_active(record: SymbolRecord, facts: Facts, policy: LifecyclePolicy) -> Step:
+    if facts.trainer_running or record.model_trained_at is None:
+        return Step(record)
+    age = facts.now - record.model_trained_at
+    if age <= policy.max_model_age_s:
+        return Step(record)
+    if record.next_attempt_at is not None and record.next_attempt_at > facts.now:
+        return Step(record)
+    if record.attempts >= policy.max_attempts:
+        return Step(record)  # retraining gave up; keeps trading on the old model
+    note = (
+        f"{record.symbol}: ACTIVE, model {record.model_version} is {age / DAY_S:.1f} days old > "
+        f"{policy.max_model_age_s / DAY_S:.1f} maximum; retraining in the background, "
+        "still trading on it"
+    )
+    return Step(record, start_training=True, note=note)
+
+
+def _model_covered(record: SymbolRecord, event: ModelCovered) -> Step:
+    updated = msgspec.structs.replace(
+        record, model_version=event.version, model_trained_at=event.trained_at
+    )
+    if record.state in (
+        SymbolState.NEW,
+        SymbolState.TRAINING,
+        SymbolState.BLOCKED_HISTORY,
+        SymbolState.RETRY_WAIT,
+    ):
+        moved = _move(
+            updated,
+            SymbolState.ACTIVE,
+            event.now,
+            f"model {event.version} published",
+            attempts=0,
+            next_attempt_at=None,
+            last_error=None,
+        )
+        return Step(moved, note=_note(record, moved))
+    if record.state is SymbolState.ACTIVE:
+        updated = msgspec.structs.replace(updated, attempts=0, next_attempt_at=None)
+        if record.model_version != event.version:
+            note = f"{record.symbol}: ACTIVE, now trading on model {event.version}"
+            return Step(updated, note=note)
+    return Step(updated)
+
+
+def _training_outcome(
+    record: SymbolRecord, event: TrainingOutcome, policy: LifecyclePolicy
+) -> Step:
+    if event.ok:
+        return Step(record)  # ACTIVE comes with the published model (ModelCovered)
+    attempts = record.attempts + 1
+    error = event.error or "unknown error"
+    if record.state is SymbolState.TRAINING:
+        if attempts >= policy.max_attempts:
+            moved = _move(
+                record,
+                SymbolState.BLOCKED_FAILED,
+                event.now,
+                f"training failed {attempts} times, last: {error}; "
+                "use 'retrain' or 'unblock' in the admin shell after fixing the cause",
+                attempts=attempts,
+                last_error=error,
+            )
+            return Step(moved, note=_note(record, moved))
+        wait = policy.backoff_s(attempts)
+        retry_at = event.now + wait
+        moved = _move(
+            record,
+            SymbolState.RETRY_WAIT,
+            event.now,
+            f"training failed (attempt {attempts} of {policy.max_attempts}): {error}; "
+            f"retry after {format_utc(retry_at)} (backoff {_duration(wait)})",
+            attempts=attempts,
+            next_attempt_at=retry_at,
+            last_error=error,
+        )
+        return Step(moved, note=_note(record, moved))
+    if record.state is SymbolState.ACTIVE:
+        retry_at = event.now + policy.backoff_s(attempts)
+        updated = msgspec.structs.replace(
+            record, attempts=attempts, next_attempt_at=retry_at, last_error=error
+        )
+        note = (
+            f"{record.symbol}: ACTIVE, retraining failed (attempt {attempts} of "
+            f"{policy.max_attempts}): {error}; still trading on model {record.model_version}"
+        )
+        return Step(updated, note=note)
+    return Step(msgspec.structs.replace(record, last_error=error))
+
+
+def _manual_retrain(record: SymbolRecord, facts: Facts, policy: LifecyclePolicy) -> Step:
+    if record.state is SymbolState.BLOCKED_MANUAL:
+        return Step(record, refused=f"{record.symbol} is blocked by admin; unblock it first")
+    if record.state is SymbolState.RETIRED or not facts.in_universe:
+        return Step(record, refused=f"{record.symbol} is not in the universe")
+    if facts.trainer_running:
+        return Step(record, refused=f"{record.symbol} is already training")
+    days = facts.history_days()
+    if days is None or days < policy.min_history_days:
+        shown = "no" if days is None else f"only {days:.1f} days of"
+        minimum = _num(policy.min_history_days)
+        return Step(record, refused=f"{record.symbol} has {shown} history < {minimum} minimum")
+    if record.state is SymbolState.ACTIVE:
+        updated = msgspec.structs.replace(record, attempts=0, next_attempt_at=None)
+        note = f"{record.symbol}: ACTIVE, retraining requested by admin; still trading meanwhile"
+        return Step(updated, start_training=True, note=note)
+    moved = _move(
+        record,
+        SymbolState.TRAINING,
+        facts.now,
+        "retraining requested by admin",
+        attempts=0,
+        next_attempt_at=None,
+        eligible_at=None,
+    )
+    return Step(moved, start_training=True, note=_note(record, moved))
+
+
+# --- helpers -----------------------------------------------------------------
+
+
+def _move(
+    record: SymbolRecord, state: SymbolState, now: float, reason: str, **changes: Any
+) -> SymbolRecord:
+    """The record in `state` since `now`; eligibility only ever describes BLOCKED_HISTORY."""
+    if state is not SymbolState.BLOCKED_HISTORY:
+        changes.setdefault("eligible_at", None)
+    return msgspec.structs.replace(record, state=state, reason=reason, since=now, **changes)
+
+
+def _note(old: SymbolRecord, new: SymbolRecord) -> str:
+    return f"{new.symbol}: {old.state} -> {new.state} ({new.reason})"
+
+
+def _join(a: str | None, b: str | None) -> str | None:
+    return "; ".join(x for x in (a, b) if x) or None
+
+
+def _short_history_reason(days: float | None, minimum: float, eligible_at: float | None) -> str:
+    if days is None:
+        return f"no history yet < {_num(minimum)} days minimum"
+    when = "unknown" if eligible_at is None else format_utc(eligible_at)
+    return f"{days:.1f} days of history < {_num(minimum)} minimum; eligible {when}"
+
+
+def format_utc(t: float) -> str:
+    return datetime.fromtimestamp(t, tz=UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{math.ceil(seconds / 60)} min"
+    return f"{seconds / 3600:.1f} h"

@@ -1,0 +1,132 @@
+"""Settings: `settings.yaml` decoded into frozen Structs that refuse unknown fields.
+
+Every field has a default, so an empty file runs the embedded paper default.
+`load_settings(path)` raises `SettingsError` whose message is one line naming
+the file, the field path and the problem, e.g.
+`settings.yaml: Expected int, got str - at $.coverage.interval_s`.
+
+Secrets never live here: API keys and the admin token come from the
+environment (see docs/).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+import msgspec
+import msgspec.yaml
+
+Positive = Annotated[float, msgspec.Meta(gt=0)]
+PositiveInt = Annotated[int, msgspec.Meta(gt=0)]
+Seconds = Annotated[int, msgspec.Meta(gt=0)]  # whole seconds
+NonNegative = Annotated[float, msgspec.Meta(ge=0)]
+Fraction = Annotated[float, msgspec.Meta(ge=0, le=1)]
+
+
+class _Section(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    pass
+
+
+class ExchangeSettings(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    kind: Literal["paper", "ccxt"] = "paper"
+    # paper: where prices come from. "synthetic" = the embedded deterministic market.
+    market: Literal["synthetic"] = "synthetic"
+    seed: int = 7
+    quote: str = "USDT"
+    starting_balance: Positive = 10_000.0
+    fee_rate: Fraction = 0.001  # 0.1 % per fill, Binance spot's base rate
+    slippage_bps: NonNegative = 5.0
+
+
+class UniverseSettings(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    # auto: the top_n markets of the quote currency by 24 h volume, refreshed every refresh_s.
+    # static: exactly `symbols`.
+    mode: Literal["auto", "static"] = "auto"
+    refresh_s: Seconds = 3600
+    top_n: PositiveInt = 20
+    symbols: tuple[str, ...] = ()
+    # fnmatch patterns, e.g. "*UP/USDT" (leveraged tokens)
+    blacklist: tuple[str, ...] = ("*UP/USDT", "*DOWN/USDT", "*BULL/USDT", "*BEAR/USDT")
+
+
+class CoverageSettings(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    interval_s: Seconds = 300
+    # 14 days of 1-minute candles (20,160 rows) is the least history on which a
+    # walk-forward validation still has three folds of several thousand rows each
+    # and every weekday appears twice; a younger market is mostly listing-pump noise.
+    min_history_days: Positive = 14
+    max_model_age_s: Seconds = 7 * 86_400  # retrain in the background after a week
+
+
+class TrainingSettings(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    # One worker on this 2-core machine keeps a core free for the trader.
+    workers: PositiveInt = 1
+    window_days: Positive = 90
+    max_attempts: PositiveInt = 4
+    retry_base_s: Seconds = 600  # 10 min, 20 min, 40 min ... between failed attempts
+    retry_max_s: Seconds = 6 * 3600
+    # label: is the close `horizon_bars` candles ahead more than `label_threshold` higher?
+    horizon_bars: PositiveInt = 3
+    # 5 bps: a move worth trading; also what makes a flat stablecoin untrainable
+    label_threshold: NonNegative = 0.0005
+    max_iter: PositiveInt = 100
+
+
+class TradingSettings(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    stake_quote: Positive = 100.0  # quote currency per entry
+    max_open_positions: PositiveInt = 3
+    stop_loss_pct: Annotated[float, msgspec.Meta(gt=0, lt=100)] = 2.0
+    entry_threshold: Fraction = 0.55
+    exit_threshold: Fraction = 0.45
+    # A closed candle is final this many seconds after its close on real exchanges.
+    candle_delay_s: NonNegative = 2.0
+
+
+class LoggingSettings(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+class Settings(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    data_dir: str = "./var"
+    timeframe: Literal["1m", "5m", "15m", "1h"] = "1m"
+    heartbeat_s: Seconds = 600
+    health_s: Seconds = 300
+    exchange: ExchangeSettings = ExchangeSettings()
+    universe: UniverseSettings = UniverseSettings()
+    coverage: CoverageSettings = CoverageSettings()
+    training: TrainingSettings = TrainingSettings()
+    trading: TradingSettings = TradingSettings()
+    logging: LoggingSettings = LoggingSettings()
+
+
+class SettingsError(Exception):
+    """A settings file that cannot be used; the message is one line for the user."""
+
+
+def load_settings(path: str | Path) -> Settings:
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise SettingsError(f"{path}: cannot read settings file ({exc.strerror})") from exc
+    if not raw.strip():
+        return Settings()
+    try:
+        return msgspec.yaml.decode(raw, type=Settings)
+    except msgspec.ValidationError as exc:
+        raise SettingsError(f"{path}: {_plain(str(exc))}") from exc
+    except msgspec.DecodeError as exc:
+        raise SettingsError(f"{path}: not valid YAML ({_plain(str(exc))})") from exc
+
+
+def _plain(text: str) -> str:
+    return " ".join(text.replace("`", "").split())
+
+
+def timeframe_s(timeframe: str) -> int:
+    units = {"m": 60, "h": 3600, "d": 86_400}
+    try:
+        return int(timeframe[:-1]) * units[timeframe[-1]]
+    except (KeyError, ValueError):
+        raise ValueError(f"unknown timeframe {timeframe!r}") from None

@@ -1,0 +1,371 @@
+"""TraderActor: signals, orders and positions, on every closed candle.
+
+Accepts:
+- `TradeTick` (its clock timer, once per candle, just after the close): for each
+  ACTIVE symbol, build the latest features, ask its model for P(up), decide
+  within the risk limits, and place orders. Symbols that are not ACTIVE produce
+  no signal and no entry; their open positions keep their stop loss.
+- `HeartbeatTick` (every heartbeat_s): logs
+  `Bot heartbeat: X active symbols, Y blocked, Z open positions`.
+- `HealthTick` (every health_s): checks the exchange answers.
+- `ModelsUpdated` (store), `SymbolStates` (coverage): what it may trade and with what.
+- `Pause`, `Resume`, `CloseSymbol`, `CloseAll` (admin): reply `CommandResult`.
+- `GetTraderStatus` (ask): reply `TraderStatus`.
+
+Every order is recorded in the ledger (state NEW) before it is sent, under a
+client order id derived from (symbol, candle time, intent).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import msgspec
+import numpy as np
+
+from actors.base import BaseActor, Topic
+from actors.clock import Clock, Mailbox
+from actors.messages import (
+    CloseAll,
+    CloseSymbol,
+    CommandResult,
+    GetTraderStatus,
+    HealthTick,
+    Heartbeat,
+    HeartbeatTick,
+    ModelsUpdated,
+    OrderFailed,
+    OrderPlaced,
+    Pause,
+    Resume,
+    SignalProduced,
+    Subscribe,
+    SymbolStates,
+    TraderStatus,
+    TradeTick,
+)
+from actors.policy.lifecycle import SymbolState, is_blocked
+from actors.policy.risk import Decision, Intent, Position, RiskLimits, client_order_id, decide
+from actors.settings import TradingSettings, timeframe_s
+from exchange.port import ExchangePort
+from exchange.types import ExchangeError, Order, OrderRequest, OrderStatus, Side
+from models.artifacts import LoadedModel
+from models.features import LOOKBACK_BARS, latest_features
+from storage.ledger import Ledger, OrderRow, OrderState
+
+
+class TraderActor(BaseActor):
+    def __init__(
+        self,
+        *,
+        clock: Clock,
+        exchange: ExchangePort,
+        ledger: Ledger,
+        trading: TradingSettings,
+        timeframe: str,
+        heartbeat_s: float,
+        health_s: float,
+        quote: str,
+        store: Mailbox,
+        coverage: Mailbox,
+        supervisor: Mailbox | None = None,
+        events: Topic | None = None,
+    ) -> None:
+        super().__init__("trader", clock, supervisor, events)
+        self.exchange = exchange
+        self.ledger = ledger
+        self.settings = trading
+        self.limits = RiskLimits(
+            stake_quote=trading.stake_quote,
+            max_open_positions=trading.max_open_positions,
+            stop_loss_pct=trading.stop_loss_pct,
+            entry_threshold=trading.entry_threshold,
+            exit_threshold=trading.exit_threshold,
+        )
+        self.timeframe = timeframe
+        self.tf_s = timeframe_s(timeframe)
+        self.heartbeat_s = heartbeat_s
+        self.health_s = health_s
+        self.quote = quote
+        self.store = store
+        self.coverage = coverage
+        self.states: dict[str, SymbolState] = {}
+        self.models: dict[str, LoadedModel] = {}
+        self.positions: dict[str, Position] = {}
+        self.last_candle_ms: dict[str, int] = {}  # newest candle already decided on
+        self.last_price: dict[str, float] = {}
+        self.paused = False
+        self.realized_pnl = 0.0
+        self.orders_placed = 0
+        self.last_tick_at: float | None = None
+
+    def started(self) -> None:
+        self.log.info(
+            "Main loop started. Health checks every %ds, heartbeat every %ds",
+            self.health_s,
+            self.heartbeat_s,
+        )
+        now = self.clock.now()
+        next_close = (math.floor(now / self.tf_s) + 1) * self.tf_s
+        self.every(self.tf_s, TradeTick, first_at=next_close + self.settings.candle_delay_s)
+        self.every(self.heartbeat_s, HeartbeatTick)
+        self.every(self.health_s, HealthTick)
+        # our own ref: replaces the static subscription, so a restarted trader gets a snapshot
+        self.store.tell(Subscribe(name="trader", subscriber=self.actor_ref))
+        self.coverage.tell(Subscribe(name="trader", subscriber=self.actor_ref))
+
+    def receive(self, message: Any) -> Any:
+        match message:
+            case TradeTick():
+                self.last_tick_at = self.clock.now()
+                for symbol in sorted(set(self.states) | set(self.positions)):
+                    self._trade(symbol)
+            case HeartbeatTick():
+                self._heartbeat()
+            case HealthTick():
+                self._health()
+            case ModelsUpdated(models=models):
+                self.models = models
+            case SymbolStates(records=records):
+                self._on_states({r.symbol: r.state for r in records})
+            case Pause():
+                self.paused = True
+                self.log.info("Trading paused: no new entries; exits still managed")
+                return CommandResult(ok=True, detail="paused: no new entries, exits still managed")
+            case Resume():
+                self.paused = False
+                self.log.info("Trading resumed")
+                return CommandResult(ok=True, detail="resumed")
+            case CloseSymbol(symbol=symbol):
+                return self._close(symbol)
+            case CloseAll():
+                results = [self._close(s) for s in sorted(self.positions)]
+                closed = sum(r.ok for r in results)
+                return CommandResult(
+                    ok=all(r.ok for r in results), detail=f"closed {closed} positions"
+                )
+            case GetTraderStatus():
+                return self._status()
+            case _:
+                return super().receive(message)
+        return None
+
+    # --- trading ----------------------------------------------------------------------
+
+    def _on_states(self, states: dict[str, SymbolState]) -> None:
+        newly_active = [
+            s
+            for s, st in states.items()
+            if st is SymbolState.ACTIVE and self.states.get(s) is not SymbolState.ACTIVE
+        ]
+        self.states = states
+        # Trade a symbol that just became ACTIVE on the last closed candle now,
+        # rather than up to a whole candle later.
+        for symbol in sorted(newly_active):
+            self._trade(symbol)
+
+    def _trade(self, symbol: str) -> None:
+        active = self.states.get(symbol) is SymbolState.ACTIVE
+        model = self.models.get(symbol) if active else None
+        position = self.positions.get(symbol)
+        if model is None and position is None:
+            return
+        try:
+            candles = self.exchange.fetch_ohlcv(symbol, self.timeframe, limit=LOOKBACK_BARS + 5)
+        except ExchangeError as exc:
+            self.log.warning("%s: no market data this candle: %s", symbol, exc)
+            return
+        if not candles:
+            return
+        candle_ms, price = int(candles[-1][0]), float(candles[-1][4])
+        self.last_price[symbol] = price
+        if candle_ms <= self.last_candle_ms.get(symbol, -1):
+            return  # already decided on this candle
+        self.last_candle_ms[symbol] = candle_ms
+        prob_up: float | None = None
+        if model is not None and len(candles) >= LOOKBACK_BARS:
+            features = latest_features(np.asarray(candles, dtype=np.float64))
+            prob_up = model.prob_up(features)
+            self.publish(
+                SignalProduced(
+                    at=self.clock.now(), symbol=symbol, candle_ms=candle_ms, prob_up=prob_up
+                )
+            )
+        decision = decide(
+            symbol=symbol,
+            prob_up=prob_up,
+            price=price,
+            position=position,
+            open_positions=len(self.positions),
+            paused=self.paused,
+            limits=self.limits,
+        )
+        if decision is not None:
+            self._place(symbol, candle_ms, price, decision)
+
+    def _place(self, symbol: str, candle_ms: int, price: float, decision: Decision) -> bool:
+        coid = client_order_id(symbol, candle_ms, decision.intent)
+        side = Side.BUY if decision.intent is Intent.ENTRY else Side.SELL
+        now = self.clock.now()
+        row = OrderRow(
+            client_order_id=coid,
+            symbol=symbol,
+            side=side,
+            intent=decision.intent,
+            amount=decision.amount,
+            candle_ms=candle_ms,
+            created_at=now,
+            updated_at=now,
+        )
+        if not self.ledger.add_intent(row):
+            self.log.info("%s: order %s already in the ledger; not sent again", symbol, coid)
+            return False
+        request = OrderRequest(
+            symbol=symbol, side=side, amount=decision.amount, client_order_id=coid
+        )
+        self.ledger.update(coid, state=OrderState.SENT, updated_at=now)
+        try:
+            order = self.exchange.create_order(request)
+        except ExchangeError as exc:
+            self.ledger.update(coid, state=OrderState.REJECTED, error=str(exc), updated_at=now)
+            self.log.warning("%s: %s order %s refused: %s", symbol, decision.intent, coid, exc)
+            self.publish(
+                OrderFailed(
+                    at=now,
+                    symbol=symbol,
+                    client_order_id=coid,
+                    intent=decision.intent,
+                    error=str(exc),
+                )
+            )
+            return False
+        self._record_fill(order, decision, price)
+        return True
+
+    def _record_fill(self, order: Order, decision: Decision, price: float) -> None:
+        state = {
+            OrderStatus.CLOSED: OrderState.FILLED,
+            OrderStatus.OPEN: OrderState.PARTIAL if order.filled > 0 else OrderState.OPEN,
+            OrderStatus.CANCELED: OrderState.CANCELED,
+            OrderStatus.REJECTED: OrderState.REJECTED,
+        }[order.status]
+        now = self.clock.now()
+        self.ledger.update(
+            order.client_order_id,
+            state=state,
+            exchange_order_id=order.exchange_order_id,
+            filled=order.filled,
+            average_price=order.average_price,
+            fee_quote=order.fee_quote,
+            updated_at=now,
+        )
+        self.orders_placed += 1
+        fill_price = order.average_price or price
+        symbol = order.symbol
+        if order.filled > 0:
+            if order.side is Side.BUY:
+                held = self.positions.get(symbol)
+                amount = order.filled + (held.amount if held else 0.0)
+                self.positions[symbol] = Position(
+                    symbol=symbol, amount=amount, entry_price=fill_price, opened_at=now
+                )
+            else:
+                held = self.positions.pop(symbol, None)
+                if held is not None:
+                    pnl = (fill_price - held.entry_price) * order.filled - order.fee_quote
+                    self.realized_pnl += pnl
+                    left = held.amount - order.filled
+                    if left > 1e-12:
+                        self.positions[symbol] = msgspec.structs.replace(held, amount=left)
+        self.log.info(
+            "%s: %s %.8g at %.6g %s (%s: %s), order %s, fee %.4f %s",
+            symbol,
+            order.side.upper(),
+            order.filled,
+            fill_price,
+            self.quote,
+            decision.intent,
+            decision.why,
+            order.client_order_id,
+            order.fee_quote,
+            self.quote,
+        )
+        self.publish(
+            OrderPlaced(
+                at=now,
+                symbol=symbol,
+                client_order_id=order.client_order_id,
+                side=order.side,
+                intent=decision.intent,
+                amount=order.filled,
+                price=fill_price,
+                why=decision.why,
+            )
+        )
+
+    def _close(self, symbol: str) -> CommandResult:
+        position = self.positions.get(symbol)
+        if position is None:
+            return CommandResult(ok=False, detail=f"{symbol}: no open position")
+        try:
+            candles = self.exchange.fetch_ohlcv(symbol, self.timeframe, limit=1)
+        except ExchangeError as exc:
+            return CommandResult(ok=False, detail=f"{symbol}: no price to close at: {exc}")
+        candle_ms, price = int(candles[-1][0]), float(candles[-1][4])
+        decision = Decision(intent=Intent.CLOSE, amount=position.amount, why="closed by admin")
+        if self._place(symbol, candle_ms, price, decision):
+            return CommandResult(ok=True, detail=f"{symbol}: position closed")
+        return CommandResult(ok=False, detail=f"{symbol}: close order failed (see the log)")
+
+    # --- reporting ----------------------------------------------------------------------
+
+    def _heartbeat(self) -> None:
+        active = sum(st is SymbolState.ACTIVE for st in self.states.values())
+        blocked = sum(is_blocked(st) for st in self.states.values())
+        positions = len(self.positions)
+        self.log.info(
+            "Bot heartbeat: %d active symbols, %d blocked, %d open positions",
+            active,
+            blocked,
+            positions,
+        )
+        self.publish(
+            Heartbeat(at=self.clock.now(), active=active, blocked=blocked, open_positions=positions)
+        )
+
+    def _health(self) -> None:
+        try:
+            balances = self.exchange.fetch_balances()
+        except ExchangeError as exc:
+            self.log.warning("Health check: exchange %s not answering: %s", self.exchange.name, exc)
+            return
+        self.log.info(
+            "Health check OK: %s answers, equity %.2f %s, %d open positions",
+            self.exchange.name,
+            self._equity(balances),
+            self.quote,
+            len(self.positions),
+        )
+
+    def _equity(self, balances: dict[str, Any] | None = None) -> float:
+        if balances is None:
+            try:
+                balances = self.exchange.fetch_balances()
+            except ExchangeError:
+                return float("nan")
+        cash = balances[self.quote].total if self.quote in balances else 0.0
+        held = sum(
+            p.amount * self.last_price.get(s, p.entry_price) for s, p in self.positions.items()
+        )
+        return float(cash + held)
+
+    def _status(self) -> TraderStatus:
+        return TraderStatus(
+            paused=self.paused,
+            positions=tuple(self.positions[s] for s in sorted(self.positions)),
+            realized_pnl=self.realized_pnl,
+            equity=self._equity(),
+            orders_placed=self.orders_placed,
+            last_tick_at=self.last_tick_at,
+        )

@@ -1,0 +1,260 @@
+"""TrainerActor: trains one symbol, then stops. Exists only while its symbol trains.
+
+Started by the coverage actor through the `TrainerDirectory`, whose entry for the
+symbol is the guard against a second trainer. Accepts:
+- `StartTraining` (sent to itself at start): download the history into the
+  candle cache (resuming, with progress in the log), then submit the fit to the
+  worker pool and return at once: the actor thread never runs the fit.
+- `FitFinished` (from the pool's completion callback): ask the store to publish.
+- `ModelPublished` / `PublishFailed` (store).
+
+Reports `TrainingSucceeded` or `TrainingFailed` to the coverage actor and stops.
+An exception in any handler also ends as `TrainingFailed` (trainers are
+temporary: the supervisor never restarts them).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from actors.base import BaseActor, Topic, background
+from actors.clock import Clock, Mailbox
+from actors.messages import (
+    FitFinished,
+    ModelPublished,
+    PublishFailed,
+    PublishModel,
+    StartTraining,
+    TrainerFinished,
+    TrainerStarted,
+    TrainingFailed,
+    TrainingSucceeded,
+)
+from actors.settings import TrainingSettings, timeframe_s
+from exchange.port import ExchangePort
+from exchange.types import ExchangeError
+from models import artifacts
+from models.pool import TrainingPool
+from models.training import TrainJob, TrainParams, TrainResult
+from storage.candles import CandleCache, download
+
+
+class TrainerActor(BaseActor):
+    def __init__(
+        self,
+        *,
+        symbol: str,
+        clock: Clock,
+        exchange: ExchangePort,
+        cache: CandleCache,
+        pool: TrainingPool,
+        store: Mailbox,
+        coverage: Mailbox,
+        models_dir: Path,
+        timeframe: str,
+        training: TrainingSettings,
+        on_exit: Callable[[BaseActor], None],
+        supervisor: Mailbox | None = None,
+        events: Topic | None = None,
+    ) -> None:
+        super().__init__(f"trainer:{symbol}", clock, supervisor, events)
+        self.symbol = symbol
+        self.exchange = exchange
+        self.cache = cache
+        self.pool = pool
+        self.store = store
+        self.coverage = coverage
+        self.models_dir = Path(models_dir)
+        self.timeframe = timeframe
+        self.training = training
+        self.on_exit = on_exit
+        self.finished = False
+        self.staging: str | None = None  # removed unless the store published it
+        self.fit_seconds = 0.0
+        self.metrics: dict[str, float] = {}
+
+    def started(self) -> None:
+        self.publish(TrainerStarted(at=self.clock.now(), symbol=self.symbol))
+        self.actor_ref.tell(StartTraining())
+
+    def receive(self, message: Any) -> Any:
+        match message:
+            case StartTraining():
+                self._start()
+            case FitFinished():
+                self._on_fit(message)
+            case ModelPublished(version=version):
+                self.staging = None  # it is the published version now
+                self.log.info("%s: training done, model %s in use", self.symbol, version)
+                self._finish(
+                    TrainingSucceeded(
+                        symbol=self.symbol,
+                        version=version,
+                        fit_seconds=self.fit_seconds,
+                        metrics=self.metrics,
+                    ),
+                    ok=True,
+                    detail=version,
+                )
+            case PublishFailed(error=error):
+                self._fail(error)
+            case _:
+                return super().receive(message)
+        return None
+
+    def _start(self) -> None:
+        tf_ms = timeframe_s(self.timeframe) * 1000
+        now_ms = int(self.clock.now() * 1000)
+        until_ms = now_ms - now_ms % tf_ms  # open time of the candle still forming
+        since_ms = until_ms - int(self.training.window_days * 86_400_000)
+        try:
+            listed = self.exchange.history_start_ms(self.symbol)
+            if listed is not None:
+                since_ms = max(since_ms, listed)
+            expected = max(1, (until_ms - since_ms) // tf_ms)
+            self.log.info(
+                "%s: training started: downloading %.1f days of %s candles (%s)",
+                self.symbol,
+                (until_ms - since_ms) / 86_400_000,
+                self.timeframe,
+                f"{expected:,}",
+            )
+            progress = _ProgressLog(self.log, self.symbol, expected)
+            candles = download(
+                self.cache,
+                self.exchange,
+                self.symbol,
+                self.timeframe,
+                since_ms,
+                until_ms,
+                progress=progress,
+            )
+        except (ExchangeError, OSError) as exc:
+            self._fail(f"history download failed: {exc}")
+            return
+        params = TrainParams(
+            horizon_bars=self.training.horizon_bars,
+            label_threshold=self.training.label_threshold,
+            max_iter=self.training.max_iter,
+        )
+        staging = artifacts.new_staging_dir(self.models_dir)
+        self.staging = str(staging)
+        job = TrainJob(
+            symbol=self.symbol,
+            timeframe=self.timeframe,
+            candles=candles,
+            staging_dir=str(staging),
+            params=params,
+        )
+        self.log.info(
+            "%s: fitting on %s candles in a worker process", self.symbol, f"{len(candles):,}"
+        )
+        me = self.actor_ref
+        background.begin()
+        try:
+            future = self.pool.submit(job)
+        except Exception:
+            background.end()
+            raise
+
+        def done(fut: concurrent.futures.Future[TrainResult]) -> None:
+            try:
+                me.tell(_fit_finished(fut, str(staging)))
+            except Exception:
+                pass
+            finally:
+                background.end()
+
+        future.add_done_callback(done)
+
+    def _on_fit(self, message: FitFinished) -> None:
+        if message.error is not None:
+            self._fail(message.error)
+            return
+        self.fit_seconds = message.fit_seconds
+        self.metrics = message.metrics
+        self.log.info(
+            "%s: fit finished in %.1f s on %s rows; publishing",
+            self.symbol,
+            message.fit_seconds,
+            f"{message.rows:,}",
+        )
+        self.store.tell(
+            PublishModel(
+                symbol=self.symbol, staging_dir=message.staging_dir, reply_to=self.actor_ref
+            )
+        )
+
+    def _fail(self, error: str) -> None:
+        error = error.removeprefix(f"{self.symbol}: ")
+        self.log.warning("%s: training failed: %s", self.symbol, error)
+        self._finish(TrainingFailed(symbol=self.symbol, error=error), ok=False, detail=error)
+
+    def _finish(self, outcome: TrainingSucceeded | TrainingFailed, ok: bool, detail: str) -> None:
+        if self.finished:
+            return
+        self.finished = True
+        if self.staging is not None:
+            artifacts.discard_staging(self.staging)
+        self.on_exit(self)  # leave the directory first: coverage may start a new trainer
+        self.coverage.tell(outcome)
+        self.publish(TrainerFinished(at=self.clock.now(), symbol=self.symbol, ok=ok, detail=detail))
+        self.stop()
+
+    def on_failure(
+        self,
+        exception_type: type[BaseException] | None,
+        exception_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        super().on_failure(exception_type, exception_value, traceback)
+        if not self.finished:
+            self.finished = True
+            self.on_exit(self)
+            error = f"trainer crashed: {type(exception_value).__name__}: {exception_value}"
+            self.coverage.tell(TrainingFailed(symbol=self.symbol, error=error))
+            self.publish(
+                TrainerFinished(at=self.clock.now(), symbol=self.symbol, ok=False, detail=error)
+            )
+
+
+def _fit_finished(future: concurrent.futures.Future[TrainResult], staging_dir: str) -> FitFinished:
+    try:
+        result = future.result()
+    except Exception as exc:
+        error = (
+            str(exc) if type(exc).__name__ == "TrainingError" else f"{type(exc).__name__}: {exc}"
+        )
+        return FitFinished(staging_dir=staging_dir, error=error)
+    return FitFinished(
+        staging_dir=result.staging_dir,
+        fit_seconds=result.fit_seconds,
+        rows=result.rows,
+        metrics=dict(result.metrics),
+    )
+
+
+class _ProgressLog:
+    """Logs a long download at every 25 % step, not on every page."""
+
+    def __init__(self, log: Any, symbol: str, expected: int) -> None:
+        self.log, self.symbol, self.expected = log, symbol, expected
+        self.next_step = 25
+
+    def __call__(self, done: int, expected: int) -> None:
+        total = max(1, expected or self.expected)
+        percent = min(100, 100 * done // total)
+        if percent >= self.next_step and total >= 5000:
+            self.log.info(
+                "%s: history download %d%% (%s of %s candles)",
+                self.symbol,
+                percent,
+                f"{done:,}",
+                f"{total:,}",
+            )
+            while self.next_step <= percent:
+                self.next_step += 25

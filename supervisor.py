@@ -1,0 +1,334 @@
+"""tradeactors: builds the bot from settings, starts its actors, keeps them running.
+
+    python supervisor.py [--settings FILE]     run the bot (paper + synthetic market by default)
+
+The supervisor is the only module that knows every actor. It starts the model
+store, the coverage actor and the trader (in that order), hands each the
+addresses of the actors it talks to, and restarts a permanent actor that dies
+(one-for-one, at most 3 times in 60 s; past that it stops the bot with a clear
+log line and a non-zero exit). Trainers are temporary: never restarted, their
+failure reaches the coverage actor as `TrainingFailed`. SIGINT/SIGTERM stop
+every actor in order and exit 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import queue
+import signal
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import msgspec
+import pykka
+from threadpoolctl import threadpool_limits
+
+from actors.base import Address, BaseActor, Topic, TrainerDirectory
+from actors.clock import Clock, RealClock
+from actors.coverage import CoverageActor
+from actors.messages import ActorDied, ActorRestarted, StopRequested
+from actors.model_store import ModelStoreActor
+from actors.policy.restarts import RestartBudget
+from actors.settings import Settings, SettingsError, load_settings
+from actors.trader import TraderActor
+from actors.trainer import TrainerActor
+from exchange.paper import PaperExchange
+from exchange.port import ExchangePort
+from exchange.synthetic import SyntheticMarket
+from models.pool import TrainingPool
+from storage.candles import CandleCache
+from storage.ledger import Ledger, MemoryLedger
+
+log = logging.getLogger("tradeactors.supervisor")
+
+PERMANENT = ("model_store", "coverage", "trader")  # start order; stop order is reversed
+
+
+class _QueueMailbox:
+    """The supervisor's mailbox: actors tell it, its main loop takes from it."""
+
+    def __init__(self) -> None:
+        self.queue: queue.Queue[Any] = queue.Queue()
+
+    def tell(self, message: Any) -> None:
+        self.queue.put(message)
+
+
+class System:
+    """Every part of a running bot, wired together; the same for live runs, tests and simulation."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        clock: Clock,
+        exchange: ExchangePort,
+        pool: TrainingPool,
+        ledger: Ledger | None = None,
+        events: Topic | None = None,
+    ) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.exchange = exchange
+        self.pool = pool
+        self.ledger = ledger or MemoryLedger()
+        self.events = events or Topic()
+        self.mailbox = _QueueMailbox()
+        data = Path(settings.data_dir)
+        self.models_dir = data / "models"
+        self.cache = CandleCache(data / "candles")
+        self.addresses = {name: Address(name) for name in PERMANENT}
+        self.trainers = TrainerDirectory(self._start_trainer)
+
+    # --- starting ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        for name in PERMANENT:
+            self.start_actor(name)
+
+    def start_actor(self, name: str) -> pykka.ActorRef[Any]:
+        ref = self._factories()[name]()
+        self.addresses[name].bind(ref)
+        return ref
+
+    def _factories(self) -> dict[str, Callable[[], pykka.ActorRef[Any]]]:
+        s, a = self.settings, self.addresses
+        common: dict[str, Any] = {
+            "clock": self.clock,
+            "supervisor": self.mailbox,
+            "events": self.events,
+        }
+        return {
+            "model_store": lambda: ModelStoreActor.start(
+                models_dir=self.models_dir,
+                subscribers={"coverage": a["coverage"], "trader": a["trader"]},
+                **common,
+            ),
+            "coverage": lambda: CoverageActor.start(
+                exchange=self.exchange,
+                trainers=self.trainers,
+                store=a["model_store"],
+                coverage=s.coverage,
+                universe=s.universe,
+                training=s.training,
+                quote=s.exchange.quote,
+                subscribers={"trader": a["trader"]},
+                **common,
+            ),
+            "trader": lambda: TraderActor.start(
+                exchange=self.exchange,
+                ledger=self.ledger,
+                trading=s.trading,
+                timeframe=s.timeframe,
+                heartbeat_s=s.heartbeat_s,
+                health_s=s.health_s,
+                quote=s.exchange.quote,
+                store=a["model_store"],
+                coverage=a["coverage"],
+                **common,
+            ),
+        }
+
+    def _start_trainer(self, symbol: str) -> pykka.ActorRef[Any]:
+        def leave(actor: BaseActor) -> None:
+            self.trainers.remove(symbol, actor.actor_ref)
+
+        return TrainerActor.start(
+            symbol=symbol,
+            clock=self.clock,
+            exchange=self.exchange,
+            cache=self.cache,
+            pool=self.pool,
+            store=self.addresses["model_store"],
+            coverage=self.addresses["coverage"],
+            models_dir=self.models_dir,
+            timeframe=self.settings.timeframe,
+            training=self.settings.training,
+            on_exit=leave,
+            supervisor=self.mailbox,
+            events=self.events,
+        )
+
+    # --- stopping -------------------------------------------------------------------------
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Coverage first (no new trainers), then trainers, trader, store; then the pool."""
+        self._stop_actor("coverage", timeout)
+        self.trainers.stop_all(timeout)
+        self._stop_actor("trader", timeout)
+        self._stop_actor("model_store", timeout)
+        self.pool.shutdown(cancel_pending=True)
+        self.exchange.close()
+
+    def _stop_actor(self, name: str, timeout: float) -> None:
+        ref = self.addresses[name].ref
+        if ref is not None and ref.is_alive():
+            with contextlib.suppress(pykka.ActorDeadError):
+                ref.stop(timeout=timeout)
+        self.addresses[name].bind(None)
+
+
+class Supervisor:
+    """Watches the permanent actors and restarts them one-for-one within a budget."""
+
+    def __init__(self, system: System, budget: RestartBudget | None = None) -> None:
+        self.system = system
+        self.budget = budget or RestartBudget(max_restarts=3, within_s=60.0)
+        self.exit_code = 0
+
+    def handle(self, message: Any) -> bool:
+        """Handle one message from the supervisor mailbox; False when the bot must stop."""
+        if isinstance(message, StopRequested):
+            log.info("Stopping (%s): coverage, trainers, trader, model store", message.reason)
+            return False
+        if not isinstance(message, ActorDied):
+            log.warning("Supervisor: unexpected message %s", type(message).__name__)
+            return True
+        if message.name not in PERMANENT:
+            log.info("%s stopped on an error (temporary actor, not restarted)", message.name)
+            return True
+        when = "while starting" if message.during_start else "while running"
+        now = self.system.clock.now()
+        if not self.budget.allow(message.name, now):
+            log.error(
+                "%s died %s (%s): more than %d restarts in %.0f s; stopping the bot",
+                message.name,
+                when,
+                message.error,
+                self.budget.max_restarts,
+                self.budget.within_s,
+            )
+            self.exit_code = 1
+            return False
+        log.warning("%s died %s (%s); restarting it", message.name, when, message.error)
+        self.system.start_actor(message.name)
+        self.system.events.publish(ActorRestarted(at=now, name=message.name, error=message.error))
+        return True
+
+    def run(self) -> int:
+        """Start everything, supervise until a stop is requested, stop in order; the exit code."""
+        stop_signal: list[str] = []
+
+        def on_signal(signum: int, frame: FrameType | None) -> None:
+            stop_signal.append(signal.Signals(signum).name)
+
+        signal.signal(signal.SIGINT, on_signal)
+        signal.signal(signal.SIGTERM, on_signal)
+        self.system.start()
+        inbox = self.system.mailbox.queue
+        try:
+            while True:
+                if stop_signal:
+                    inbox.put(StopRequested(reason=stop_signal.pop()))
+                try:
+                    message = inbox.get(timeout=0.25)
+                except queue.Empty:
+                    continue
+                if not self.handle(message):
+                    break
+        finally:
+            self.system.stop()
+        log.info(
+            "Stopped%s.", " cleanly" if self.exit_code == 0 else " after an unrecoverable failure"
+        )
+        return self.exit_code
+
+
+# --- building from settings ------------------------------------------------------------
+
+
+def build_exchange(settings: Settings, clock: Clock) -> ExchangePort:
+    if settings.exchange.kind != "paper":
+        raise SettingsError(f"exchange.kind {settings.exchange.kind!r} is not available yet")
+    anchor_ms = _paper_anchor(Path(settings.data_dir), clock)
+    market = SyntheticMarket(anchor_ms=anchor_ms, seed=settings.exchange.seed)
+    return PaperExchange(
+        market,
+        now_ms=lambda: int(clock.now() * 1000),
+        quote=settings.exchange.quote,
+        starting_balance=settings.exchange.starting_balance,
+        fee_rate=settings.exchange.fee_rate,
+        slippage_bps=settings.exchange.slippage_bps,
+    )
+
+
+class _Anchor(msgspec.Struct):
+    anchor_ms: int
+
+
+def _paper_anchor(data_dir: Path, clock: Clock) -> int:
+    """The synthetic market's reference time, fixed at the first run so that ages keep growing
+    across restarts (a young symbol does become eligible)."""
+    path = data_dir / "paper" / "anchor.json"
+    if path.exists():
+        return msgspec.json.decode(path.read_bytes(), type=_Anchor).anchor_ms
+    path.parent.mkdir(parents=True, exist_ok=True)
+    now_ms = int(clock.now() * 1000)
+    anchor = now_ms - now_ms % 60_000
+    path.write_bytes(msgspec.json.encode(_Anchor(anchor)))
+    return anchor
+
+
+def configure_logging(level: str) -> None:
+    formatter = logging.Formatter(
+        "%(asctime)s %(levelname)-7s %(name)-24s %(message)s", "%Y-%m-%d %H:%M:%S"
+    )
+    formatter.converter = time.gmtime  # UTC, like the exchange
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    logging.getLogger("pykka").setLevel(logging.WARNING)
+
+
+def run(settings_path: str) -> int:
+    try:
+        settings = load_settings(settings_path)
+    except SettingsError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    configure_logging(settings.logging.level)
+    log.info(
+        "tradeactors starting: exchange %s (%s market), data in %s",
+        settings.exchange.kind,
+        settings.exchange.market,
+        Path(settings.data_dir).resolve(),
+    )
+    # BLAS is capped process-wide here; OpenMP limits are per thread, so
+    # LoadedModel.prob_up caps the trader's own thread: a predict left at both
+    # cores fights the training worker and the tick p99 goes up tenfold.
+    thread_cap = threadpool_limits(limits=1)
+    clock = RealClock()
+    try:
+        exchange = build_exchange(settings, clock)
+    except SettingsError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    pool = TrainingPool(workers=settings.training.workers, kind="process")
+    system = System(settings, clock, exchange, pool)
+    try:
+        return Supervisor(system).run()
+    finally:
+        clock.stop()
+        thread_cap.restore_original_limits()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python supervisor.py", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument(
+        "--settings", default="settings.yaml", help="settings file (default: %(default)s)"
+    )
+    args = parser.parse_args(argv)
+    return run(args.settings)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,121 @@
+"""Test harness: probe mailboxes, a small system on a virtual clock, settle-then-assert.
+
+Probes are `Recorder`s: anything with `tell`, keeping what arrives. Nothing here
+sleeps: `settle()` waits for mailboxes to drain and fits to finish (work that is
+really happening), never for time to pass; time passes only by `clock.advance`.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any, TypeVar
+
+import msgspec
+import pykka
+
+from actors.base import Topic, wait_quiet
+from actors.clock import VirtualClock
+from actors.settings import Settings
+
+T = TypeVar("T")
+
+# 2026-11-26 00:00 UTC: a fixed start, so the synthetic market is the same every run.
+T0 = 1_795_651_200.0
+
+
+class Recorder:
+    """A probe mailbox: records every message told to it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.items: list[Any] = []
+
+    def tell(self, message: Any) -> None:
+        with self._lock:
+            self.items.append(message)
+
+    def of(self, kind: type[T]) -> list[T]:
+        with self._lock:
+            return [m for m in self.items if isinstance(m, kind)]
+
+    def clear(self) -> None:
+        with self._lock:
+            self.items.clear()
+
+
+def settle(timeout: float = 60.0) -> None:
+    wait_quiet(timeout)
+
+
+def settings_for(tmp_path: Path, **sections: dict[str, Any]) -> Settings:
+    """Default settings with a small training window (fast fits) and data under tmp_path."""
+    raw: dict[str, Any] = {
+        "data_dir": str(tmp_path / "var"),
+        "training": {"window_days": 4, "max_iter": 30},
+    }
+    for name, values in sections.items():
+        if isinstance(values, dict):
+            raw[name] = {**raw.get(name, {}), **values}
+        else:
+            raw[name] = values
+    return msgspec.convert(raw, type=Settings)
+
+
+def new_clock(start: float = T0) -> VirtualClock:
+    return VirtualClock(start=start)
+
+
+def stop_all_actors() -> None:
+    pykka.ActorRegistry.stop_all(block=True, timeout=10)
+
+
+def events_recorder(topic: Topic) -> Recorder:
+    recorder = Recorder()
+    topic.subscribe("test-recorder", recorder)
+    return recorder
+
+
+class Bot:
+    """A whole bot on a virtual clock: paper exchange, in-process training pool, event recorder."""
+
+    def __init__(self, tmp_path: Path, symbols: list[str] | None = None, **sections: Any) -> None:
+        from exchange.paper import PaperExchange
+        from exchange.synthetic import SyntheticMarket
+        from models.pool import TrainingPool
+        from supervisor import System
+
+        if symbols is not None:
+            sections["universe"] = {
+                "mode": "static",
+                "symbols": symbols,
+                **sections.get("universe", {}),
+            }
+        self.settings = settings_for(tmp_path, **sections)
+        self.clock = new_clock()
+        self.exchange = PaperExchange(
+            SyntheticMarket(anchor_ms=int(T0 * 1000)), now_ms=lambda: int(self.clock.now() * 1000)
+        )
+        self.system = System(
+            self.settings, self.clock, self.exchange, TrainingPool(workers=1, kind="thread")
+        )
+        self.events = events_recorder(self.system.events)
+
+    def start(self, wait: bool = True) -> Bot:
+        self.system.start()
+        if wait:
+            settle()
+        return self
+
+    def run(self, seconds: float, step: float = 60.0) -> None:
+        """Advance virtual time in steps, letting every actor (and fit) finish between steps."""
+        end = self.clock.now() + seconds
+        while self.clock.now() < end:
+            self.clock.advance(min(step, end - self.clock.now()))
+            settle()
+
+    def ask(self, actor: str, message: Any) -> Any:
+        return self.system.addresses[actor].ask(message)
+
+    def stop(self) -> None:
+        self.system.stop()

@@ -1,0 +1,107 @@
+from __future__ import annotations
+
+import pykka
+import pytest
+
+from actors.base import BaseActor
+from actors.clock import ClockStalled, TimerTable, VirtualClock, _Timer
+from actors.messages import CoverageTick, Tick
+from tests.harness import Recorder, settle
+
+
+class Counter(BaseActor):
+    def __init__(self, clock: VirtualClock) -> None:
+        super().__init__("counter", clock)
+        self.ticks: list[float] = []
+
+    def receive(self, message: object) -> object:
+        if isinstance(message, Tick):
+            self.ticks.append(message.at)
+        return list(self.ticks)
+
+
+def _ticks(ref: pykka.ActorRef) -> list[float]:
+    return ref.proxy().ticks.get()
+
+
+def test_advance_900_on_a_300_s_timer_delivers_three_ticks_in_order() -> None:
+    clock = VirtualClock(start=1000.0)
+    ref = Counter.start(clock)
+    clock.schedule_periodic(300, ref, lambda at, tid: CoverageTick(at=at, timer_id=tid))
+    clock.advance(900)
+    settle()
+    assert _ticks(ref) == [1300.0, 1600.0, 1900.0]
+    assert clock.now() == 1900.0
+
+
+def test_timers_fire_in_time_order_and_now_is_the_due_time() -> None:
+    clock = VirtualClock(start=0.0)
+    seen: list[tuple[str, float]] = []
+
+    class Probe:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def tell(self, message: Tick) -> None:
+            seen.append((self.name, clock.now()))
+            clock.tick_handled(message.timer_id)
+
+    clock.schedule_periodic(300, Probe("slow"), lambda at, tid: CoverageTick(at=at, timer_id=tid))
+    clock.schedule_periodic(120, Probe("fast"), lambda at, tid: CoverageTick(at=at, timer_id=tid))
+    clock.schedule_once(250, Probe("once"), CoverageTick(at=250))
+    clock.advance(600)
+    assert seen == [
+        ("fast", 120),
+        ("fast", 240),
+        ("once", 250),
+        ("slow", 300),
+        ("fast", 360),
+        ("fast", 480),
+        ("slow", 600),
+        ("fast", 600),
+    ] or seen == [
+        ("fast", 120),
+        ("fast", 240),
+        ("once", 250),
+        ("slow", 300),
+        ("fast", 360),
+        ("fast", 480),
+        ("fast", 600),
+        ("slow", 600),
+    ]
+
+
+def test_a_tick_still_unhandled_is_not_queued_again() -> None:
+    table = TimerTable()
+    target = Recorder()
+    timer = _Timer(table.new_id(), target, 60.0, make_tick=lambda at, tid: CoverageTick(at=at))
+    table.add(timer, 60.0)
+    assert [due for _, due in table.pop_due(60.0)] == [60.0]
+    # the target is busy: the next two firings are dropped, not piled up
+    assert table.pop_due(120.0) == []
+    assert table.pop_due(180.0) == []
+    assert table.skipped == 2
+    table.mark_handled(timer.timer_id)
+    assert [due for _, due in table.pop_due(240.0)] == [240.0]
+
+
+def test_virtual_time_does_not_pass_an_unhandled_tick() -> None:
+    clock = VirtualClock(start=0.0, stall_timeout_s=0.2)
+    clock.schedule_periodic(60, Recorder(), lambda at, tid: CoverageTick(at=at, timer_id=tid))
+    with pytest.raises(ClockStalled, match="unhandled"):
+        clock.advance(180)
+    assert clock.now() == 60.0
+
+
+def test_cancelled_timer_never_fires() -> None:
+    clock = VirtualClock(start=0.0)
+    probe = Recorder()
+    timer_id = clock.schedule_once(10, probe, CoverageTick(at=10))
+    clock.cancel(timer_id)
+    clock.advance(100)
+    assert probe.items == []
+
+
+def test_time_cannot_go_backwards() -> None:
+    with pytest.raises(ValueError, match="backwards"):
+        VirtualClock().advance(-1)

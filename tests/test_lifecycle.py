@@ -1,0 +1,220 @@
+"""The lifecycle transition function, directly: examples and properties."""
+
+from __future__ import annotations
+
+import msgspec
+from hypothesis import given
+from hypothesis import strategies as st
+
+from actors.policy.lifecycle import (
+    DAY_S,
+    Evaluate,
+    Facts,
+    LifecyclePolicy,
+    ManualBlock,
+    ManualRetrain,
+    ManualUnblock,
+    ModelCovered,
+    SymbolRecord,
+    SymbolState,
+    TrainingOutcome,
+    step,
+)
+
+POLICY = LifecyclePolicy(
+    min_history_days=14,
+    max_attempts=4,
+    retry_base_s=600,
+    retry_max_s=6 * 3600,
+    max_model_age_s=7 * DAY_S,
+)
+NOW = 1_795_651_200.0
+
+
+def facts(
+    days: float | None, now: float = NOW, trainer: bool = False, in_universe: bool = True
+) -> Facts:
+    listed = None if days is None else now - days * DAY_S
+    return Facts(now=now, in_universe=in_universe, listed_at=listed, trainer_running=trainer)
+
+
+def test_young_symbol_is_blocked_with_reason_and_eligibility() -> None:
+    result = step(SymbolRecord(symbol="DOGE/USDT"), Evaluate(facts(9.5)), POLICY)
+    assert result.record.state is SymbolState.BLOCKED_HISTORY
+    assert not result.start_training
+    assert result.record.eligible_at == NOW + 4.5 * DAY_S
+    assert result.note == (
+        "DOGE/USDT: NEW -> BLOCKED_HISTORY (9.5 days of history < 14 minimum; "
+        "eligible 2026-11-30 12:00 UTC). Will NOT trigger retraining."
+    )
+
+
+def test_blocked_symbol_trains_once_history_is_enough() -> None:
+    blocked = step(SymbolRecord(symbol="X"), Evaluate(facts(13.9)), POLICY).record
+    later = step(blocked, Evaluate(facts(13.99, now=NOW + 0.09 * DAY_S)), POLICY)
+    assert later.record.state is SymbolState.BLOCKED_HISTORY and not later.start_training
+    eligible = step(blocked, Evaluate(facts(14.0, now=NOW + 0.1 * DAY_S)), POLICY)
+    assert eligible.record.state is SymbolState.TRAINING and eligible.start_training
+    assert "history now 14.0 days >= 14 minimum" in (eligible.note or "")
+
+
+def test_symbol_with_a_model_becomes_active_without_training() -> None:
+    record = SymbolRecord(symbol="BTC/USDT", model_version="v000001", model_trained_at=NOW - 3600)
+    result = step(record, Evaluate(facts(900)), POLICY)
+    assert result.record.state is SymbolState.ACTIVE and not result.start_training
+
+
+def test_failures_back_off_exponentially_then_block() -> None:
+    record = step(SymbolRecord(symbol="X"), Evaluate(facts(100)), POLICY).record
+    now, waits = NOW, []
+    for attempt in range(1, POLICY.max_attempts + 1):
+        assert record.state is SymbolState.TRAINING
+        record = step(record, TrainingOutcome(now=now, ok=False, error="boom"), POLICY).record
+        if attempt == POLICY.max_attempts:
+            break
+        assert record.state is SymbolState.RETRY_WAIT
+        assert record.next_attempt_at is not None
+        waits.append(record.next_attempt_at - now)
+        # before the backoff ends: no training
+        early = step(record, Evaluate(facts(100, now=record.next_attempt_at - 1)), POLICY)
+        assert not early.start_training
+        now = record.next_attempt_at
+        retry = step(record, Evaluate(facts(100, now=now)), POLICY)
+        assert retry.start_training
+        record = retry.record
+    assert waits == [600, 1200, 2400]
+    assert record.state is SymbolState.BLOCKED_FAILED
+    assert "training failed 4 times" in record.reason
+
+
+def test_stale_model_retrains_in_the_background_and_keeps_trading() -> None:
+    record = SymbolRecord(
+        symbol="BTC/USDT",
+        state=SymbolState.ACTIVE,
+        model_version="v1",
+        model_trained_at=NOW - 8 * DAY_S,
+    )
+    result = step(record, Evaluate(facts(900)), POLICY)
+    assert result.record.state is SymbolState.ACTIVE and result.start_training
+    running = step(record, Evaluate(facts(900, trainer=True)), POLICY)
+    assert not running.start_training
+
+
+def test_admin_block_unblock_and_retrain() -> None:
+    active = SymbolRecord(
+        symbol="X", state=SymbolState.ACTIVE, model_version="v1", model_trained_at=NOW
+    )
+    blocked = step(active, ManualBlock(NOW, "news"), POLICY).record
+    assert blocked.state is SymbolState.BLOCKED_MANUAL and "news" in blocked.reason
+    assert not step(blocked, Evaluate(facts(900)), POLICY).start_training
+    assert step(blocked, ManualRetrain(facts(900)), POLICY).refused
+    unblocked = step(blocked, ManualUnblock(NOW), POLICY).record
+    assert unblocked.state is SymbolState.NEW
+    assert step(unblocked, Evaluate(facts(900)), POLICY).record.state is SymbolState.ACTIVE
+    assert step(active, ManualUnblock(NOW), POLICY).refused
+
+
+def test_retrain_refused_while_a_trainer_runs() -> None:
+    record = SymbolRecord(symbol="X", state=SymbolState.TRAINING)
+    assert (
+        step(record, ManualRetrain(facts(100, trainer=True)), POLICY).refused
+        == "X is already training"
+    )
+
+
+def test_leaving_the_universe_retires() -> None:
+    active = SymbolRecord(
+        symbol="X", state=SymbolState.ACTIVE, model_version="v1", model_trained_at=NOW
+    )
+    result = step(active, Evaluate(facts(900, in_universe=False)), POLICY)
+    assert result.record.state is SymbolState.RETIRED
+
+
+# --- properties ------------------------------------------------------------------
+
+states = st.sampled_from(list(SymbolState))
+maybe_time = st.one_of(st.none(), st.floats(NOW - 30 * DAY_S, NOW + 30 * DAY_S))
+records = st.builds(
+    SymbolRecord,
+    symbol=st.just("S/USDT"),
+    state=states,
+    attempts=st.integers(0, 6),
+    next_attempt_at=maybe_time,
+    model_version=st.one_of(st.none(), st.just("v000001")),
+    model_trained_at=maybe_time,
+    eligible_at=maybe_time,
+)
+fact_s = st.builds(
+    Facts,
+    now=st.floats(NOW, NOW + 60 * DAY_S),
+    in_universe=st.booleans(),
+    listed_at=st.one_of(st.none(), st.floats(NOW - 400 * DAY_S, NOW + 60 * DAY_S)),
+    trainer_running=st.booleans(),
+)
+events = st.one_of(
+    st.builds(Evaluate, fact_s),
+    st.builds(ManualRetrain, fact_s),
+    st.builds(
+        ModelCovered, st.floats(NOW, NOW + DAY_S), st.just("v000002"), st.floats(NOW - DAY_S, NOW)
+    ),
+    st.builds(TrainingOutcome, st.floats(NOW, NOW + DAY_S), st.booleans(), st.just("boom")),
+    st.builds(ManualBlock, st.floats(NOW, NOW + DAY_S), st.just("why")),
+    st.builds(ManualUnblock, st.floats(NOW, NOW + DAY_S)),
+)
+
+
+def _facts_of(event: object) -> Facts | None:
+    return event.facts if isinstance(event, Evaluate | ManualRetrain) else None
+
+
+@given(records, events)
+def test_never_starts_a_second_trainer(record: SymbolRecord, event: object) -> None:
+    f = _facts_of(event)
+    result = step(record, event, POLICY)  # type: ignore[arg-type]
+    if f is not None and f.trainer_running:
+        assert not result.start_training
+    if f is None:  # only an evaluation or an admin retrain may start training
+        assert not result.start_training
+
+
+@given(records, events)
+def test_short_history_never_trains(record: SymbolRecord, event: object) -> None:
+    f = _facts_of(event)
+    result = step(record, event, POLICY)  # type: ignore[arg-type]
+    if f is not None:
+        days = f.history_days()
+        if days is None or days < POLICY.min_history_days:
+            assert not result.start_training
+
+
+@given(records, events)
+def test_manual_block_is_left_only_by_unblock(record: SymbolRecord, event: object) -> None:
+    blocked = msgspec.structs.replace(record, state=SymbolState.BLOCKED_MANUAL)
+    result = step(blocked, event, POLICY)  # type: ignore[arg-type]
+    if not isinstance(event, ManualUnblock):
+        assert result.record.state in (SymbolState.BLOCKED_MANUAL, SymbolState.RETIRED)
+        assert not result.start_training
+
+
+@given(records, events)
+def test_every_state_change_has_a_log_line_naming_both_states(
+    record: SymbolRecord, event: object
+) -> None:
+    result = step(record, event, POLICY)  # type: ignore[arg-type]
+    if result.record.state != record.state:
+        assert result.note is not None
+        assert result.note.startswith(record.symbol + ": ")
+        assert str(result.record.state) in result.note
+    if result.start_training:
+        assert result.record.state in (SymbolState.TRAINING, SymbolState.ACTIVE)
+
+
+@given(records, events)
+def test_attempts_never_exceed_the_maximum_while_retrying(
+    record: SymbolRecord, event: object
+) -> None:
+    record = msgspec.structs.replace(record, attempts=min(record.attempts, POLICY.max_attempts - 1))
+    result = step(record, event, POLICY)  # type: ignore[arg-type]
+    if result.record.state is SymbolState.RETRY_WAIT and record.state is not SymbolState.RETRY_WAIT:
+        assert 1 <= result.record.attempts < POLICY.max_attempts
+        assert result.record.next_attempt_at is not None
