@@ -149,6 +149,7 @@ class TrainerActor(BaseActor):
             candles=candles,
             staging_dir=str(staging),
             params=params,
+            trained_at_ms=now_ms,
         )
         self.log.info(
             "%s: fitting on %s candles in a worker process", self.symbol, f"{len(candles):,}"

@@ -49,6 +49,9 @@ class TrainJob:
     candles: np.ndarray  # (N, 6) float64: time_ms, open, high, low, close, volume
     staging_dir: str
     params: TrainParams
+    # The bot's clock when the job was made (virtual in simulations); None: the
+    # newest candle's open time. Never the worker's wall clock.
+    trained_at_ms: int | None = None
 
 
 class TrainResult(msgspec.Struct, frozen=True):
@@ -194,7 +197,7 @@ def run_training(job: TrainJob) -> TrainResult:
         timeframe=job.timeframe,
         window_start_ms=window_start_ms,
         window_end_ms=window_end_ms,
-        trained_at_ms=int(time.time() * 1000),
+        trained_at_ms=window_end_ms if job.trained_at_ms is None else job.trained_at_ms,
         rows=rows,
         metrics=metrics,
         params=param_dict,

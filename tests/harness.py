@@ -119,3 +119,31 @@ class Bot:
 
     def stop(self) -> None:
         self.system.stop()
+
+
+def stage_model(models_dir: Path, symbol: str, trained_at: float = T0, seed: int = 1) -> Path:
+    """A real model for `symbol`, trained on a small seeded random walk, staged for publishing."""
+    from models import artifacts
+    from models.synthetic import random_walk_candles
+    from models.training import TrainJob, TrainParams, run_training
+
+    staging = artifacts.new_staging_dir(models_dir)
+    candles = random_walk_candles(3000, seed=seed, momentum=0.3)
+    job = TrainJob(
+        symbol=symbol,
+        timeframe="1m",
+        candles=candles,
+        staging_dir=str(staging),
+        params=TrainParams(horizon_bars=2, label_threshold=0.0, max_iter=10, min_rows=500),
+        trained_at_ms=int(trained_at * 1000),
+    )
+    run_training(job)
+    return staging
+
+
+def published_model(models_dir: Path, symbol: str, seed: int = 1) -> Any:
+    """Stage, publish and load a model: a LoadedModel as the store would hand it out."""
+    from models import artifacts
+
+    manifest = artifacts.publish(models_dir, stage_model(models_dir, symbol, seed=seed))
+    return artifacts.load_version(models_dir / manifest.version)

@@ -1,0 +1,330 @@
+"""Each actor alone: probe mailboxes stand for its collaborators, time is a VirtualClock.
+
+Send it messages, advance time, settle, and assert on what reached the probes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pykka
+import pytest
+
+from actors.base import BaseActor, Topic, TrainerDirectory
+from actors.coverage import CoverageActor
+from actors.messages import (
+    CommandResult,
+    CoverageChecked,
+    GetModels,
+    ModelPublished,
+    ModelsReloaded,
+    ModelsUpdated,
+    OrderPlaced,
+    Pause,
+    PublishFailed,
+    PublishModel,
+    Resume,
+    SignalProduced,
+    Subscribe,
+    SymbolStates,
+    TrainingFailed,
+    UnblockSymbol,
+)
+from actors.model_store import ModelStoreActor
+from actors.policy.lifecycle import SymbolRecord, SymbolState
+from actors.settings import Settings, TradingSettings, UniverseSettings
+from actors.trader import TraderActor
+from exchange.paper import PaperExchange
+from exchange.synthetic import SyntheticMarket
+from storage.ledger import MemoryLedger, OrderState
+from tests.harness import T0, Recorder, new_clock, published_model, settle, stage_model
+
+
+class StandInTrainer(BaseActor):
+    """Stands for a TrainerActor: exists until told to stop, records nothing else."""
+
+    def __init__(self, symbol: str) -> None:
+        super().__init__(f"trainer:{symbol}", new_clock())
+
+
+@pytest.fixture
+def exchange_and_clock() -> tuple[PaperExchange, Any]:
+    clock = new_clock()
+    exchange = PaperExchange(
+        SyntheticMarket(anchor_ms=int(T0 * 1000)), now_ms=lambda: int(clock.now() * 1000)
+    )
+    return exchange, clock
+
+
+# --- coverage -------------------------------------------------------------------------
+
+
+class CoverageRig:
+    def __init__(self, exchange: PaperExchange, clock: Any, symbols: list[str]) -> None:
+        self.started: list[str] = []
+        self.trainers = TrainerDirectory(self._start_trainer)
+        self.store, self.trader, self.events = Recorder(), Recorder(), Recorder()
+        topic = Topic({"probe": self.events})
+        settings = Settings()
+        self.ref = CoverageActor.start(
+            clock=clock,
+            exchange=exchange,
+            trainers=self.trainers,
+            store=self.store,
+            coverage=settings.coverage,
+            universe=UniverseSettings(mode="static", symbols=tuple(symbols)),
+            training=settings.training,
+            quote="USDT",
+            subscribers={"trader": self.trader},
+            events=topic,
+        )
+        self.clock = clock
+
+    def _start_trainer(self, symbol: str) -> pykka.ActorRef[Any]:
+        self.started.append(symbol)
+        return StandInTrainer.start(symbol)
+
+    def finish_trainer(self, symbol: str) -> None:
+        """What a real trainer does at the end: leave the directory, then stop."""
+        ref = self.trainers._refs[symbol]  # the stand-in's own ref
+        self.trainers.remove(symbol, ref)
+        ref.stop()
+
+    def states(self) -> dict[str, SymbolState]:
+        latest = self.trader.of(SymbolStates)[-1]
+        return {r.symbol: r.state for r in latest.records}
+
+
+@pytest.fixture
+def rig(exchange_and_clock: tuple[PaperExchange, Any]) -> Iterator[CoverageRig]:
+    exchange, clock = exchange_and_clock
+    yield CoverageRig(exchange, clock, ["BTC/USDT", "PEPE/USDT", "USDC/USDT"])
+
+
+def test_coverage_subscribes_and_waits_for_the_store_before_deciding(rig: CoverageRig) -> None:
+    settle()
+    subscribe = rig.store.of(Subscribe)
+    assert [s.name for s in subscribe] == ["coverage"]
+    assert rig.started == [] and rig.trader.of(SymbolStates) == []
+    rig.ref.tell(ModelsUpdated(version=None, symbols=(), models={}))
+    settle()
+    assert rig.started == ["BTC/USDT", "USDC/USDT"]
+    assert rig.states() == {
+        "BTC/USDT": SymbolState.TRAINING,
+        "PEPE/USDT": SymbolState.BLOCKED_HISTORY,
+        "USDC/USDT": SymbolState.TRAINING,
+    }
+    assert [c.trigger for c in rig.events.of(CoverageChecked)] == ["startup"]
+
+
+def test_coverage_with_models_on_disk_trains_nothing(rig: CoverageRig, tmp_path: Path) -> None:
+    model = published_model(tmp_path, "BTC/USDT")
+    rig.ref.tell(ModelsUpdated(version=model.version, symbols=(), models={"BTC/USDT": model}))
+    settle()
+    assert "BTC/USDT" not in rig.started
+    assert rig.states()["BTC/USDT"] is SymbolState.ACTIVE
+
+
+def test_failure_backs_off_and_a_published_model_activates(
+    rig: CoverageRig, tmp_path: Path
+) -> None:
+    rig.ref.tell(ModelsUpdated(version=None, symbols=(), models={}))
+    settle()
+    rig.finish_trainer("BTC/USDT")
+    rig.ref.tell(TrainingFailed(symbol="BTC/USDT", error="exchange timed out"))
+    settle()
+    assert rig.states()["BTC/USDT"] is SymbolState.RETRY_WAIT
+    rig.clock.advance(300)  # one tick: still backing off (600 s)
+    settle()
+    assert rig.started.count("BTC/USDT") == 1
+    rig.clock.advance(300)
+    settle()
+    assert rig.started.count("BTC/USDT") == 2
+    model = published_model(tmp_path, "BTC/USDT")
+    rig.ref.tell(
+        ModelsUpdated(version=model.version, symbols=("BTC/USDT",), models={"BTC/USDT": model})
+    )
+    settle()
+    assert rig.states()["BTC/USDT"] is SymbolState.ACTIVE
+
+
+def test_admin_unblock_of_a_symbol_that_is_not_blocked_is_refused(rig: CoverageRig) -> None:
+    rig.ref.tell(ModelsUpdated(version=None, symbols=(), models={}))
+    settle()
+    reply = rig.ref.ask(UnblockSymbol(symbol="BTC/USDT"))
+    assert reply == CommandResult(ok=False, detail="BTC/USDT is TRAINING, not blocked")
+    assert rig.ref.ask(UnblockSymbol(symbol="NOPE/USDT")).detail == "unknown symbol NOPE/USDT"
+
+
+# --- model store ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def store_rig(
+    tmp_path: Path,
+) -> Iterator[tuple[pykka.ActorRef[Any], Recorder, Recorder, Any, Path]]:
+    clock = new_clock()
+    subscriber, events = Recorder(), Recorder()
+    models_dir = tmp_path / "models"
+    models_dir.mkdir()
+    ref = ModelStoreActor.start(
+        clock=clock,
+        models_dir=models_dir,
+        subscribers={"coverage": subscriber},
+        events=Topic({"probe": events}),
+    )
+    yield ref, subscriber, events, clock, models_dir
+
+
+def test_store_publishes_loads_and_tells_subscribers(store_rig: Any) -> None:
+    ref, subscriber, events, clock, models_dir = store_rig
+    reply_to = Recorder()
+    ref.tell(
+        PublishModel(
+            symbol="ETH/USDT",
+            staging_dir=str(stage_model(models_dir, "ETH/USDT")),
+            reply_to=reply_to,
+        )
+    )
+    settle()
+    assert reply_to.of(ModelPublished) == [ModelPublished(symbol="ETH/USDT", version="v000001")]
+    update = subscriber.of(ModelsUpdated)[-1]
+    assert update.symbols == ("ETH/USDT",) and set(update.models) == {"ETH/USDT"}
+    assert [r.trigger for r in events.of(ModelsReloaded)] == ["startup", "published"]
+    clock.advance(3 * 86_400)  # days pass: no reload on a timer
+    settle()
+    assert [r.trigger for r in events.of(ModelsReloaded)] == ["startup", "published"]
+
+
+def test_store_refuses_a_corrupt_publish_and_keeps_its_models(
+    store_rig: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    ref, _, _, _, models_dir = store_rig
+    good = stage_model(models_dir, "ETH/USDT")
+    ref.tell(PublishModel(symbol="ETH/USDT", staging_dir=str(good), reply_to=Recorder()))
+    bad = stage_model(models_dir, "ETH/USDT", seed=2)
+    model_file = bad / "model.joblib"
+    data = bytearray(model_file.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    model_file.write_bytes(bytes(data))
+    reply_to = Recorder()
+    ref.tell(PublishModel(symbol="ETH/USDT", staging_dir=str(bad), reply_to=reply_to))
+    settle()
+    failed = reply_to.of(PublishFailed)
+    assert len(failed) == 1 and "checksum" in failed[0].error
+    current = ref.ask(GetModels())
+    assert current.models["ETH/USDT"].version == "v000001"
+    assert "models in use are unchanged" in caplog.text
+
+
+def test_store_at_start_skips_a_broken_version_and_serves_the_previous(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    models_dir = tmp_path / "models"
+    published_model(models_dir, "BTC/USDT")
+    published_model(models_dir, "BTC/USDT", seed=3)
+    (models_dir / "v000002" / "manifest.json").unlink()
+    ref = ModelStoreActor.start(clock=new_clock(), models_dir=models_dir)
+    current = ref.ask(GetModels())
+    assert current.models["BTC/USDT"].version == "v000001"
+    assert "Model refused" in caplog.text and "v000002" in caplog.text
+
+
+# --- trader ----------------------------------------------------------------------------
+
+
+class TraderRig:
+    def __init__(
+        self, exchange: PaperExchange, clock: Any, ledger: MemoryLedger, **trading: Any
+    ) -> None:
+        self.store, self.coverage, self.events = Recorder(), Recorder(), Recorder()
+        self.ref = TraderActor.start(
+            clock=clock,
+            exchange=exchange,
+            ledger=ledger,
+            trading=TradingSettings(**trading),
+            timeframe="1m",
+            heartbeat_s=600,
+            health_s=300,
+            quote="USDT",
+            store=self.store,
+            coverage=self.coverage,
+            events=Topic({"probe": self.events}),
+        )
+
+
+def _states(**states: SymbolState) -> SymbolStates:
+    return SymbolStates(
+        records=tuple(
+            SymbolRecord(symbol=s.replace("_", "/"), state=st) for s, st in states.items()
+        )
+    )
+
+
+@pytest.fixture
+def models(tmp_path: Path) -> dict[str, Any]:
+    return {s: published_model(tmp_path, s, seed=i) for i, s in enumerate(["BTC/USDT", "ETH/USDT"])}
+
+
+def test_trader_signals_and_orders_only_for_active_symbols(
+    exchange_and_clock: tuple[PaperExchange, Any],
+    models: dict[str, Any],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO)
+    exchange, clock = exchange_and_clock
+    ledger = MemoryLedger()
+    rig = TraderRig(exchange, clock, ledger, entry_threshold=0.0, exit_threshold=0.0)
+    settle()
+    assert {s.name for s in rig.store.of(Subscribe)} == {"trader"}
+    rig.ref.tell(ModelsUpdated(version="v000002", symbols=(), models=models))
+    rig.ref.tell(_states(BTC_USDT=SymbolState.ACTIVE, ETH_USDT=SymbolState.BLOCKED_MANUAL))
+    clock.advance(600)
+    settle()
+    assert {e.symbol for e in rig.events.of(SignalProduced)} == {"BTC/USDT"}
+    orders = rig.events.of(OrderPlaced)
+    assert [o.symbol for o in orders] == ["BTC/USDT"]  # one entry, then held (exit at P <= 0)
+    row = ledger.get(orders[0].client_order_id)
+    assert row is not None and row.state is OrderState.FILLED
+    assert exchange.fetch_order("BTC/USDT", orders[0].client_order_id) is not None
+    assert "Bot heartbeat: 1 active symbols, 1 blocked, 1 open positions" in caplog.text
+
+
+def test_paused_trader_makes_no_entries(
+    exchange_and_clock: tuple[PaperExchange, Any], models: dict[str, Any]
+) -> None:
+    exchange, clock = exchange_and_clock
+    rig = TraderRig(exchange, clock, MemoryLedger(), entry_threshold=0.0, exit_threshold=0.0)
+    assert rig.ref.ask(Pause()).ok
+    rig.ref.tell(ModelsUpdated(version="v000002", symbols=(), models=models))
+    rig.ref.tell(_states(BTC_USDT=SymbolState.ACTIVE))
+    clock.advance(300)
+    settle()
+    assert rig.events.of(SignalProduced) and not rig.events.of(OrderPlaced)
+    rig.ref.ask(Resume())
+    clock.advance(60)
+    settle()
+    assert [o.symbol for o in rig.events.of(OrderPlaced)] == ["BTC/USDT"]
+
+
+def test_a_decision_already_in_the_ledger_is_not_sent_again(
+    exchange_and_clock: tuple[PaperExchange, Any], models: dict[str, Any]
+) -> None:
+    exchange, clock = exchange_and_clock
+    ledger = MemoryLedger()
+    first = TraderRig(exchange, clock, ledger, entry_threshold=0.0, exit_threshold=0.0)
+    first.ref.tell(ModelsUpdated(version="v000002", symbols=(), models=models))
+    first.ref.tell(_states(BTC_USDT=SymbolState.ACTIVE))
+    settle()
+    assert len(first.events.of(OrderPlaced)) == 1
+    first.ref.stop()
+    # a restarted trader sees the same candle and decides the same entry
+    again = TraderRig(exchange, clock, ledger, entry_threshold=0.0, exit_threshold=0.0)
+    again.ref.tell(ModelsUpdated(version="v000002", symbols=(), models=models))
+    again.ref.tell(_states(BTC_USDT=SymbolState.ACTIVE))
+    settle()
+    assert again.events.of(OrderPlaced) == []
+    assert len(exchange.fetch_open_orders()) + len(ledger.orders(OrderState.FILLED)) == 1
