@@ -146,12 +146,16 @@ class TimerTable:
         return {t.timer_id for t in self._timers.values() if t.pending}
 
 
-def _deliver(timer: _Timer, due: float) -> None:
-    if timer.interval_s is None:
-        timer.target.tell(timer.message)
-    else:
-        assert timer.make_tick is not None
-        timer.target.tell(timer.make_tick(due, timer.timer_id))
+def _deliver(table: TimerTable, timer: _Timer, due: float) -> None:
+    """Tell the target; a target that is gone (a stopped actor) loses its timer, not the clock."""
+    try:
+        if timer.interval_s is None:
+            timer.target.tell(timer.message)
+        else:
+            assert timer.make_tick is not None
+            timer.target.tell(timer.make_tick(due, timer.timer_id))
+    except Exception:  # pykka.ActorDeadError, or any broken mailbox
+        table.cancel(timer.timer_id)
 
 
 class _TableClock:
@@ -225,7 +229,7 @@ class RealClock(_TableClock):
                     self._cond.wait()
                     continue
                 for timer, at in self._table.pop_due(self.now()):
-                    _deliver(timer, at)
+                    _deliver(self._table, timer, at)
 
     def stop(self) -> None:
         with self._cond:
@@ -273,7 +277,7 @@ class VirtualClock(_TableClock):
                 self._wait_handled()
                 self._now = max(self._now, due)
                 for timer, at in self._table.pop_due(self._now):
-                    _deliver(timer, at)
+                    _deliver(self._table, timer, at)
             self._wait_handled()
             self._now = max(self._now, target)
 

@@ -105,3 +105,15 @@ def test_cancelled_timer_never_fires() -> None:
 def test_time_cannot_go_backwards() -> None:
     with pytest.raises(ValueError, match="backwards"):
         VirtualClock().advance(-1)
+
+
+def test_a_dead_target_loses_its_timer_not_the_clock() -> None:
+    clock = VirtualClock(start=0.0)
+    dead = Counter.start(clock)
+    dead.stop()
+    alive = Counter.start(clock)
+    clock.schedule_periodic(60, dead, lambda at, tid: CoverageTick(at=at, timer_id=tid))
+    clock.schedule_periodic(60, alive, lambda at, tid: CoverageTick(at=at, timer_id=tid))
+    clock.advance(180)
+    settle()
+    assert _ticks(alive) == [60.0, 120.0, 180.0]
