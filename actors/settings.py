@@ -37,6 +37,17 @@ class ExchangeSettings(_Section, frozen=True, forbid_unknown_fields=True, kw_onl
     starting_balance: Positive = 10_000.0
     fee_rate: Fraction = 0.001  # 0.1 % per fill, Binance spot's base rate
     slippage_bps: NonNegative = 5.0
+    # --- kind: ccxt (see docs/exchanges.md). Keys ONLY from the environment:
+    # TRADEACTORS_API_KEY / TRADEACTORS_API_SECRET, never from this file.
+    id: str = "binance"  # any ccxt exchange id; binance is the one tested in depth
+    # sandbox: Binance spot testnet; demo: Binance demo trading; live: real money, and only
+    # with live_confirm set to "I understand this trades real money"
+    mode: Literal["sandbox", "demo", "live"] = "sandbox"
+    base_url: str | None = None  # REST base override, e.g. http://127.0.0.1:9000 (gateways, tests)
+    live_confirm: str = ""
+    timeout_ms: Annotated[int, msgspec.Meta(ge=100)] = 10_000  # per HTTP request
+    # a signed request older than this on arrival is refused (Binance: at most 60000)
+    recv_window_ms: Annotated[int, msgspec.Meta(ge=1000, le=60_000)] = 5_000
 
 
 class UniverseSettings(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):

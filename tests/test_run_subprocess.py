@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import threading
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.botproc import BotProcess
 
 
 @pytest.mark.slow
@@ -26,36 +21,12 @@ universe: {{mode: static, symbols: [BTC/USDT, ETH/USDT, PEPE/USDT]}}
 training: {{window_days: 3, max_iter: 30}}
 """
     )
-    proc = subprocess.Popen(
-        [sys.executable, "supervisor.py", "--settings", str(settings)],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    lines: list[str] = []
-    seen = threading.Event()
-
-    def read() -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            lines.append(line)
-            if "Bot heartbeat: 2 active symbols, 1 blocked" in line:
-                seen.set()
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    try:
+    with BotProcess(settings) as bot:
         # real processes doing real work (two fits): wait for the event, not for a time
-        assert seen.wait(timeout=120), "no heartbeat with 2 active symbols:\n" + "".join(lines)
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=60) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    reader.join(timeout=10)
-    text = "".join(lines)
+        beat = "Bot heartbeat: 2 active symbols, 1 blocked"
+        assert bot.wait_for(beat, timeout=120), "no heartbeat with 2 active symbols:\n" + bot.text
+        assert bot.stop() == 0
+    text = bot.text
     assert "Main loop started. Health checks every 2s, heartbeat every 2s" in text
     assert "Training/coverage checks every 300s" in text
     assert "PEPE/USDT: NEW -> BLOCKED_HISTORY (12.5 days of history < 14 minimum; eligible" in text
