@@ -8,7 +8,8 @@ addresses of the actors it talks to, and restarts a permanent actor that dies
 (one-for-one, at most 3 times in 60 s; past that it stops the bot with a clear
 log line and a non-zero exit). Trainers are temporary: never restarted, their
 failure reaches the coverage actor as `TrainingFailed`. SIGINT/SIGTERM stop
-every actor in order and exit 0.
+every actor in order and exit 0. The admin server (actors/admin.py) starts after
+the actors and stops before them.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import msgspec
 import pykka
 from threadpoolctl import threadpool_limits
 
+from actors.admin import AdminServer, TokenError, load_or_create_token
 from actors.base import Address, BaseActor, Topic, TrainerDirectory
 from actors.clock import Clock, RealClock
 from actors.coverage import CoverageActor
@@ -176,9 +178,15 @@ class System:
 class Supervisor:
     """Watches the permanent actors and restarts them one-for-one within a budget."""
 
-    def __init__(self, system: System, budget: RestartBudget | None = None) -> None:
+    def __init__(
+        self,
+        system: System,
+        budget: RestartBudget | None = None,
+        admin: AdminServer | None = None,
+    ) -> None:
         self.system = system
         self.budget = budget or RestartBudget(max_restarts=3, within_s=60.0)
+        self.admin = admin
         self.exit_code = 0
 
     def handle(self, message: Any) -> bool:
@@ -222,6 +230,16 @@ class Supervisor:
         self.system.start()
         inbox = self.system.mailbox.queue
         try:
+            if self.admin is not None:
+                try:
+                    self.admin.start()
+                except OSError as exc:
+                    log.error(
+                        "%s; stopping the bot (change admin.port or admin.enabled)",
+                        exc.strerror or exc,
+                    )
+                    self.exit_code = 1
+                    return self.exit_code
             while True:
                 if stop_signal:
                     inbox.put(StopRequested(reason=stop_signal.pop()))
@@ -232,6 +250,8 @@ class Supervisor:
                 if not self.handle(message):
                     break
         finally:
+            if self.admin is not None:
+                self.admin.stop()
             self.system.stop()
         log.info(
             "Stopped%s.", " cleanly" if self.exit_code == 0 else " after an unrecoverable failure"
@@ -274,6 +294,23 @@ def _paper_anchor(data_dir: Path, clock: Clock) -> int:
     return anchor
 
 
+def build_admin_server(system: System, token: str, **options: Any) -> AdminServer:
+    """The admin websocket wired to the system's actors (addresses), events and supervisor."""
+    admin = system.settings.admin
+    return AdminServer(
+        actors=system.addresses,
+        events=system.events,
+        supervisor=system.mailbox,
+        trainers=system.trainers.symbols,
+        clock=system.clock,
+        token=token,
+        quote=system.settings.exchange.quote,
+        host=options.pop("host", admin.host),
+        port=options.pop("port", admin.port),
+        **options,
+    )
+
+
 def configure_logging(level: str) -> None:
     formatter = logging.Formatter(
         "%(asctime)s %(levelname)-7s %(name)-24s %(message)s", "%Y-%m-%d %H:%M:%S"
@@ -310,10 +347,16 @@ def run(settings_path: str) -> int:
     except SettingsError as exc:
         print(exc, file=sys.stderr)
         return 2
+    try:
+        admin_token = load_or_create_token(settings.data_dir) if settings.admin.enabled else None
+    except (TokenError, OSError) as exc:
+        print(f"admin token: {exc}", file=sys.stderr)
+        return 2
     pool = TrainingPool(workers=settings.training.workers, kind="process")
     system = System(settings, clock, exchange, pool)
+    admin = None if admin_token is None else build_admin_server(system, admin_token.value)
     try:
-        return Supervisor(system).run()
+        return Supervisor(system, admin=admin).run()
     finally:
         clock.stop()
         thread_cap.restore_original_limits()
