@@ -1,6 +1,7 @@
 """tradeactors: builds the bot from settings, starts its actors, keeps them running.
 
     python supervisor.py [--settings FILE]     run the bot (paper + synthetic market by default)
+    python supervisor.py shell [-c CMD]        the admin shell (docs/admin.md)
 
 The supervisor is the only module that knows every actor. It starts the model
 store, the coverage actor and the trader (in that order), hands each the
@@ -31,6 +32,7 @@ import pykka
 from threadpoolctl import threadpool_limits
 
 from actors.admin import AdminServer, TokenError, load_or_create_token
+from actors.admin_shell import DEFAULT_HISTORY, run_shell
 from actors.base import Address, BaseActor, Topic, TrainerDirectory
 from actors.clock import Clock, RealClock
 from actors.coverage import CoverageActor
@@ -369,7 +371,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--settings", default="settings.yaml", help="settings file (default: %(default)s)"
     )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    shell = commands.add_parser(
+        "shell",
+        help="the admin shell: steer the running bot",
+        description="The admin shell of a running bot (docs/admin.md). Exit codes: 0 ok, "
+        "1 error reply, 2 bad command or settings, 3 cannot connect or token refused.",
+    )
+    # SUPPRESS: `--settings F shell` and `shell --settings F` both work
+    shell.add_argument("--settings", default=argparse.SUPPRESS, help="the bot's settings file")
+    shell.add_argument("-c", dest="shell_command", metavar="CMD", help='one command, e.g. "status"')
+    shell.add_argument("--json", action="store_true", help="print the raw JSON replies")
+    shell.add_argument("--url", help="ws://HOST:PORT (default: admin.host/port of the settings)")
+    shell.add_argument(
+        "--history", type=Path, help="history file (default: ~/.tradeactors_shell_history)"
+    )
     args = parser.parse_args(argv)
+    if args.command == "shell":
+        history = args.history or DEFAULT_HISTORY
+        return run_shell(args.settings, args.shell_command, args.json, args.url, history)
     return run(args.settings)
 
 
