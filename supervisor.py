@@ -1,6 +1,7 @@
 """tradeactors: builds the bot from settings, starts its actors, keeps them running.
 
     python supervisor.py [--settings FILE]     run the bot (paper + synthetic market by default)
+    python supervisor.py shell [-c CMD]        the admin shell (docs/admin.md)
 
 The supervisor is the only module that knows every actor. It starts the model
 store, the coverage actor and the trader (in that order), hands each the
@@ -8,7 +9,8 @@ addresses of the actors it talks to, and restarts a permanent actor that dies
 (one-for-one, at most 3 times in 60 s; past that it stops the bot with a clear
 log line and a non-zero exit). Trainers are temporary: never restarted, their
 failure reaches the coverage actor as `TrainingFailed`. SIGINT/SIGTERM stop
-every actor in order and exit 0.
+every actor in order and exit 0. The admin server (actors/admin.py) starts after
+the actors and stops before them.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ import msgspec
 import pykka
 from threadpoolctl import threadpool_limits
 
+from actors.admin import AdminServer, TokenError, load_or_create_token
+from actors.admin_shell import DEFAULT_HISTORY, run_shell
 from actors.base import Address, BaseActor, Topic, TrainerDirectory
 from actors.clock import Clock, RealClock
 from actors.coverage import CoverageActor
@@ -178,9 +182,15 @@ class System:
 class Supervisor:
     """Watches the permanent actors and restarts them one-for-one within a budget."""
 
-    def __init__(self, system: System, budget: RestartBudget | None = None) -> None:
+    def __init__(
+        self,
+        system: System,
+        budget: RestartBudget | None = None,
+        admin: AdminServer | None = None,
+    ) -> None:
         self.system = system
         self.budget = budget or RestartBudget(max_restarts=3, within_s=60.0)
+        self.admin = admin
         self.exit_code = 0
 
     def handle(self, message: Any) -> bool:
@@ -224,6 +234,16 @@ class Supervisor:
         self.system.start()
         inbox = self.system.mailbox.queue
         try:
+            if self.admin is not None:
+                try:
+                    self.admin.start()
+                except OSError as exc:
+                    log.error(
+                        "%s; stopping the bot (change admin.port or admin.enabled)",
+                        exc.strerror or exc,
+                    )
+                    self.exit_code = 1
+                    return self.exit_code
             while True:
                 if stop_signal:
                     inbox.put(StopRequested(reason=stop_signal.pop()))
@@ -234,6 +254,8 @@ class Supervisor:
                 if not self.handle(message):
                     break
         finally:
+            if self.admin is not None:
+                self.admin.stop()
             self.system.stop()
         log.info(
             "Stopped%s.", " cleanly" if self.exit_code == 0 else " after an unrecoverable failure"
@@ -318,6 +340,23 @@ def _paper_anchor(data_dir: Path, clock: Clock) -> int:
     return anchor
 
 
+def build_admin_server(system: System, token: str, **options: Any) -> AdminServer:
+    """The admin websocket wired to the system's actors (addresses), events and supervisor."""
+    admin = system.settings.admin
+    return AdminServer(
+        actors=system.addresses,
+        events=system.events,
+        supervisor=system.mailbox,
+        trainers=system.trainers.symbols,
+        clock=system.clock,
+        token=token,
+        quote=system.settings.exchange.quote,
+        host=options.pop("host", admin.host),
+        port=options.pop("port", admin.port),
+        **options,
+    )
+
+
 def configure_logging(level: str) -> None:
     formatter = logging.Formatter(
         "%(asctime)s %(levelname)-7s %(name)-24s %(message)s", "%Y-%m-%d %H:%M:%S"
@@ -355,10 +394,16 @@ def run(settings_path: str) -> int:
     except SettingsError as exc:
         print(exc, file=sys.stderr)
         return 2
+    try:
+        admin_token = load_or_create_token(settings.data_dir) if settings.admin.enabled else None
+    except (TokenError, OSError) as exc:
+        print(f"admin token: {exc}", file=sys.stderr)
+        return 2
     pool = TrainingPool(workers=settings.training.workers, kind="process")
     system = System(settings, clock, exchange, pool)
+    admin = None if admin_token is None else build_admin_server(system, admin_token.value)
     try:
-        return Supervisor(system).run()
+        return Supervisor(system, admin=admin).run()
     finally:
         clock.stop()
         thread_cap.restore_original_limits()
@@ -371,7 +416,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--settings", default="settings.yaml", help="settings file (default: %(default)s)"
     )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    shell = commands.add_parser(
+        "shell",
+        help="the admin shell: steer the running bot",
+        description="The admin shell of a running bot (docs/admin.md). Exit codes: 0 ok, "
+        "1 error reply, 2 bad command or settings, 3 cannot connect or token refused.",
+    )
+    # SUPPRESS: `--settings F shell` and `shell --settings F` both work
+    shell.add_argument("--settings", default=argparse.SUPPRESS, help="the bot's settings file")
+    shell.add_argument("-c", dest="shell_command", metavar="CMD", help='one command, e.g. "status"')
+    shell.add_argument("--json", action="store_true", help="print the raw JSON replies")
+    shell.add_argument("--url", help="ws://HOST:PORT (default: admin.host/port of the settings)")
+    shell.add_argument(
+        "--history", type=Path, help="history file (default: ~/.tradeactors_shell_history)"
+    )
     args = parser.parse_args(argv)
+    if args.command == "shell":
+        history = args.history or DEFAULT_HISTORY
+        return run_shell(args.settings, args.shell_command, args.json, args.url, history)
     return run(args.settings)
 
 

@@ -11,7 +11,7 @@ the same objects to the trader costs nothing and shares no mutable state.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
@@ -296,3 +296,184 @@ class Heartbeat(Event, frozen=True):
 class ActorRestarted(Event, frozen=True):
     name: str
     error: str
+
+
+# --- admin wire protocol: admin shell <-> AdminServer, JSON text frames over a websocket ------
+#
+# Every frame is one tagged Struct: {"type": "Block", "id": 3, "symbol": "DOGE/USDT", ...}.
+# A request carries an `id` that its reply echoes. The first frame of a connection must be
+# `Auth`; after it, requests are answered in order. Replies: `Reply` (a command's outcome),
+# `Error` (the request could not be understood or handled), `StatusReply`, `SymbolsReply`,
+# `TrainersReply`; after `Watch`, events arrive as `WatchEvent` frames carrying the Watch's id.
+# Requests refuse unknown fields (a typo must not be silently ignored); replies do not, so an
+# older shell still reads a newer server's replies.
+
+RequestId = Annotated[int, msgspec.Meta(ge=0, le=2**53 - 1)]  # exact in any JSON reader
+WireSymbol = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+WireText = Annotated[str, msgspec.Meta(max_length=500)]
+
+
+class AdminRequest(Message, frozen=True, forbid_unknown_fields=True):
+    """A request frame from an admin client."""
+
+    id: RequestId
+
+
+class AuthRequest(AdminRequest, frozen=True, tag="Auth", kw_only=True):
+    """The first frame of every connection; wrong, missing or late: the connection is closed."""
+
+    token: Annotated[str, msgspec.Meta(max_length=1024)]
+    id: RequestId = 0
+
+
+class StatusRequest(AdminRequest, frozen=True, tag="Status"):
+    """Reply `StatusReply`: symbols, models, positions, PnL, trainers."""
+
+
+class SymbolsRequest(AdminRequest, frozen=True, tag="Symbols"):
+    """Reply `SymbolsReply`."""
+
+
+class BlockRequest(AdminRequest, frozen=True, tag="Block"):
+    symbol: WireSymbol
+    reason: WireText = "no reason given"
+
+
+class UnblockRequest(AdminRequest, frozen=True, tag="Unblock"):
+    symbol: WireSymbol
+
+
+class RetrainRequest(AdminRequest, frozen=True, tag="Retrain"):
+    symbol: WireSymbol
+
+
+class ReloadModelsRequest(AdminRequest, frozen=True, tag="ReloadModels"):
+    pass
+
+
+class PauseRequest(AdminRequest, frozen=True, tag="Pause"):
+    pass
+
+
+class ResumeRequest(AdminRequest, frozen=True, tag="Resume"):
+    pass
+
+
+class CloseRequest(AdminRequest, frozen=True, tag="Close"):
+    symbol: WireSymbol
+
+
+class CloseAllRequest(AdminRequest, frozen=True, tag="CloseAll"):
+    pass
+
+
+class RefreshUniverseRequest(AdminRequest, frozen=True, tag="RefreshUniverse"):
+    pass
+
+
+class TrainersRequest(AdminRequest, frozen=True, tag="Trainers"):
+    """Reply `TrainersReply`."""
+
+
+class WatchRequest(AdminRequest, frozen=True, tag="Watch"):
+    """Stream events as `WatchEvent` until `Unwatch` or the connection closes.
+
+    `signals`: include `SignalProduced` (one per active symbol per candle; off by default).
+    """
+
+    signals: bool = False
+
+
+class UnwatchRequest(AdminRequest, frozen=True, tag="Unwatch"):
+    pass
+
+
+class ShutdownRequest(AdminRequest, frozen=True, tag="Shutdown"):
+    """Stop the bot in order, as SIGTERM does."""
+
+    reason: WireText = "admin shutdown"
+
+
+AnyAdminRequest = (
+    AuthRequest
+    | StatusRequest
+    | SymbolsRequest
+    | BlockRequest
+    | UnblockRequest
+    | RetrainRequest
+    | ReloadModelsRequest
+    | PauseRequest
+    | ResumeRequest
+    | CloseRequest
+    | CloseAllRequest
+    | RefreshUniverseRequest
+    | TrainersRequest
+    | WatchRequest
+    | UnwatchRequest
+    | ShutdownRequest
+)
+
+
+class AdminReply(Message, frozen=True):
+    """A frame from the AdminServer; `id` is the request's (None: the request had none)."""
+
+    id: int | None
+
+
+class Reply(AdminReply, frozen=True, tag="Reply"):
+    """A command's outcome; ok=False when it does not apply (unknown symbol, no position)."""
+
+    ok: bool
+    detail: str
+
+
+class ErrorReply(AdminReply, frozen=True, tag="Error"):
+    """The request was not understood (named problem) or could not be handled."""
+
+    error: str
+
+
+class ModelView(msgspec.Struct, frozen=True, kw_only=True):
+    """A loaded model as the admin sees it (no estimator)."""
+
+    symbol: str
+    version: str
+    trained_at: float  # epoch seconds
+    rows: int
+    metrics: dict[str, float | None]  # walk-forward validation; None where not finite
+
+
+class StatusReply(AdminReply, frozen=True, tag="StatusReply"):
+    now: float  # the bot's clock (virtual in a simulation)
+    quote: str
+    paused: bool
+    symbols: tuple[SymbolRecord, ...]
+    models: tuple[ModelView, ...]
+    positions: tuple[Position, ...]
+    realized_pnl: float
+    equity: float | None  # None: the exchange did not answer
+    orders_placed: int
+    last_tick_at: float | None
+    trainers: tuple[str, ...]
+
+
+class SymbolsReply(AdminReply, frozen=True, tag="SymbolsReply"):
+    now: float
+    symbols: tuple[SymbolRecord, ...]
+
+
+class TrainersReply(AdminReply, frozen=True, tag="TrainersReply"):
+    symbols: tuple[str, ...]
+
+
+class WatchEvent(AdminReply, frozen=True, tag="WatchEvent"):
+    """One event from the bot's topic, as plain JSON with its own "type" (e.g. OrderPlaced).
+
+    `dropped`: events lost before this one because the client read too slowly.
+    """
+
+    event: dict[str, Any]
+    dropped: int = 0
+
+
+AnyAdminReply = Reply | ErrorReply | StatusReply | SymbolsReply | TrainersReply | WatchEvent

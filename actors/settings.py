@@ -11,6 +11,7 @@ environment (see docs/).
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -98,6 +99,34 @@ class LoggingSettings(_Section, frozen=True, forbid_unknown_fields=True, kw_only
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
 
+class AdminSettings(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """The admin websocket (docs/admin.md). Its token comes from the environment or the data
+    folder, never from here."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 8765  # 0: any free port
+    # Listening beyond this machine must be asked for explicitly.
+    allow_remote: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.allow_remote and not is_loopback(self.host):
+            raise ValueError(
+                f"admin.host {self.host} is not a loopback address; "
+                "set admin.allow_remote: true to accept connections from other machines"
+            )
+
+
+def is_loopback(host: str) -> bool:
+    """True for localhost and loopback addresses (127.0.0.0/8, ::1); False for anything else."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name other than localhost: may resolve anywhere
+
+
 class Settings(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
     data_dir: str = "./var"
     timeframe: Literal["1m", "5m", "15m", "1h"] = "1m"
@@ -109,6 +138,7 @@ class Settings(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
     training: TrainingSettings = TrainingSettings()
     trading: TradingSettings = TradingSettings()
     logging: LoggingSettings = LoggingSettings()
+    admin: AdminSettings = AdminSettings()
 
 
 class SettingsError(Exception):

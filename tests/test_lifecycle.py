@@ -218,3 +218,10 @@ def test_attempts_never_exceed_the_maximum_while_retrying(
     if result.record.state is SymbolState.RETRY_WAIT and record.state is not SymbolState.RETRY_WAIT:
         assert 1 <= result.record.attempts < POLICY.max_attempts
         assert result.record.next_attempt_at is not None
+
+
+def test_stale_model_with_unknown_history_keeps_trading_without_retraining() -> None:
+    # found by hypothesis: the exchange could not say how old the market is
+    record = SymbolRecord(symbol="X", model_version="v1", model_trained_at=NOW - 30 * DAY_S)
+    result = step(record, Evaluate(facts(None)), POLICY)
+    assert result.record.state is SymbolState.ACTIVE and not result.start_training

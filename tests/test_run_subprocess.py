@@ -19,6 +19,7 @@ heartbeat_s: 2
 health_s: 2
 universe: {{mode: static, symbols: [BTC/USDT, ETH/USDT, PEPE/USDT]}}
 training: {{window_days: 3, max_iter: 30}}
+admin: {{port: 0}}
 """
     )
     with BotProcess(settings) as bot:

@@ -196,6 +196,9 @@ def _evaluate(record: SymbolRecord, facts: Facts, policy: LifecyclePolicy) -> St
 def _maybe_retrain_active(record: SymbolRecord, facts: Facts, policy: LifecyclePolicy) -> Step:
     if facts.trainer_running or record.model_trained_at is None:
         return Step(record)
+    days = facts.history_days()
+    if days is None or days < policy.min_history_days:
+        return Step(record)  # history unknown (exchange down) or short: keep the old model
     age = facts.now - record.model_trained_at
     if age <= policy.max_model_age_s:
         return Step(record)
