@@ -11,13 +11,15 @@ the same objects to the trader costs nothing and shares no mutable state.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import msgspec
 
 from actors.policy.lifecycle import SymbolRecord
 from actors.policy.risk import Intent, Position
-from models.artifacts import LoadedModel
+
+if TYPE_CHECKING:  # the admin shell imports this module: keep scikit-learn out of its start
+    from models.artifacts import LoadedModel
 
 
 class Message(msgspec.Struct, frozen=True, tag=True, kw_only=True):
