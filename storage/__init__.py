@@ -1,1 +1,2 @@
-"""What the bot keeps on disk: candle cache, ledger, symbol states. Never imports actors."""
+"""What the bot keeps on disk: candle cache, the database (ledger, symbol states, model
+versions; storage.db). Never imports actors."""
