@@ -300,6 +300,16 @@ class ActorRestarted(Event, frozen=True):
     error: str
 
 
+class Reconciled(Event, frozen=True):
+    """Trader: the ledger agrees with the exchange (at start, and after an unknown outcome)."""
+
+    exchange: str
+    resolved: dict[str, int]  # outcome -> count, of orders whose outcome was unknown
+    positions: int
+    mismatches: int
+    summary: str
+
+
 # --- admin wire protocol: admin shell <-> AdminServer, JSON text frames over a websocket ------
 #
 # Every frame is one tagged Struct: {"type": "Block", "id": 3, "symbol": "DOGE/USDT", ...}.

@@ -13,7 +13,16 @@ Accepts:
 - `GetTraderStatus` (ask): reply `TraderStatus`.
 
 Every order is recorded in the ledger (state NEW) before it is sent, under a
-client order id derived from (symbol, candle time, intent).
+client order id derived from (symbol, candle time, intent), and its answer is
+recorded with its fill and the position in one transaction.
+
+At start (and so after any restart) the trader reloads its positions, pause
+flag and realized PnL from the ledger and reconciles the ledger with the
+exchange (`actors.policy.reconcile`) before it places anything; the one-line
+summary is logged (`Reconciled with paper: ...`) and published as `Reconciled`.
+If the exchange cannot be asked, or an order's outcome is unknown (the exchange
+did not answer create_order), no order is placed until a reconciliation succeeds
+(retried on every candle).
 """
 
 from __future__ import annotations
@@ -21,7 +30,6 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import msgspec
 import numpy as np
 
 from actors.base import BaseActor, Topic
@@ -38,6 +46,7 @@ from actors.messages import (
     OrderFailed,
     OrderPlaced,
     Pause,
+    Reconciled,
     Resume,
     SignalProduced,
     Subscribe,
@@ -46,13 +55,16 @@ from actors.messages import (
     TradeTick,
 )
 from actors.policy.lifecycle import SymbolState, is_blocked
+from actors.policy.reconcile import REALIZED_PNL_KEY, position_of, reconcile, record_order
 from actors.policy.risk import Decision, Intent, Position, RiskLimits, client_order_id, decide
 from actors.settings import TradingSettings, timeframe_s
 from exchange.port import ExchangePort
-from exchange.types import ExchangeError, Order, OrderRequest, OrderStatus, Side
+from exchange.types import ExchangeError, Order, OrderRejected, OrderRequest, Side
 from models.artifacts import LoadedModel
 from models.features import LOOKBACK_BARS, latest_features
 from storage.ledger import Ledger, OrderRow, OrderState
+
+PAUSED_KEY = "trader.paused"
 
 
 class TraderActor(BaseActor):
@@ -99,6 +111,7 @@ class TraderActor(BaseActor):
         self.realized_pnl = 0.0
         self.orders_placed = 0
         self.last_tick_at: float | None = None
+        self.reconciled = False  # no order is placed until the ledger agrees with the exchange
 
     def started(self) -> None:
         self.log.info(
@@ -106,6 +119,8 @@ class TraderActor(BaseActor):
             self.health_s,
             self.heartbeat_s,
         )
+        self._load()
+        self._reconcile()
         now = self.clock.now()
         next_close = (math.floor(now / self.tf_s) + 1) * self.tf_s
         self.every(self.tf_s, TradeTick, first_at=next_close + self.settings.candle_delay_s)
@@ -119,8 +134,9 @@ class TraderActor(BaseActor):
         match message:
             case TradeTick():
                 self.last_tick_at = self.clock.now()
-                for symbol in sorted(set(self.states) | set(self.positions)):
-                    self._trade(symbol)
+                if self.reconciled or self._reconcile():
+                    for symbol in sorted(set(self.states) | set(self.positions)):
+                        self._trade(symbol)
             case HeartbeatTick():
                 self._heartbeat()
             case HealthTick():
@@ -131,10 +147,12 @@ class TraderActor(BaseActor):
                 self._on_states({r.symbol: r.state for r in records})
             case Pause():
                 self.paused = True
+                self.ledger.set_value(PAUSED_KEY, "1")
                 self.log.info("Trading paused: no new entries; exits still managed")
                 return CommandResult(ok=True, detail="paused: no new entries, exits still managed")
             case Resume():
                 self.paused = False
+                self.ledger.set_value(PAUSED_KEY, "0")
                 self.log.info("Trading resumed")
                 return CommandResult(ok=True, detail="resumed")
             case CloseSymbol(symbol=symbol):
@@ -151,6 +169,50 @@ class TraderActor(BaseActor):
                 return super().receive(message)
         return None
 
+    # --- state and reconciliation -----------------------------------------------------
+
+    def _load(self) -> None:
+        """What a previous incarnation (or process) left in the ledger."""
+        self.paused = self.ledger.value(PAUSED_KEY) == "1"
+        self.realized_pnl = float(self.ledger.value(REALIZED_PNL_KEY) or 0.0)
+        for row in self.ledger.orders():  # a decided candle is never decided again
+            if row.candle_ms > self.last_candle_ms.get(row.symbol, -1):
+                self.last_candle_ms[row.symbol] = row.candle_ms
+        self.positions = {s: position_of(r) for s, r in self.ledger.positions().items()}
+
+    def _reconcile(self) -> bool:
+        """Make the ledger agree with the exchange; True when trading may go on."""
+        try:
+            report = reconcile(self.exchange, self.ledger, self.clock.now())
+        except ExchangeError as exc:
+            self.reconciled = False
+            self.log.warning(
+                "Reconciliation with %s failed: %s; no orders until it succeeds (retried every "
+                "candle)",
+                self.exchange.name,
+                exc,
+            )
+            return False
+        for note in report.notes:
+            self.log.info("%s", note)
+        for mismatch in report.mismatches:
+            self.log.warning("%s (reconciliation mismatch)", mismatch)
+        summary = report.summary(self.exchange.name)
+        self.log.info("%s", summary)
+        self._load()
+        self.reconciled = True
+        self.publish(
+            Reconciled(
+                at=self.clock.now(),
+                exchange=self.exchange.name,
+                resolved=dict(report.resolved),
+                positions=report.positions,
+                mismatches=len(report.mismatches),
+                summary=summary,
+            )
+        )
+        return True
+
     # --- trading ----------------------------------------------------------------------
 
     def _on_states(self, states: dict[str, SymbolState]) -> None:
@@ -160,12 +222,16 @@ class TraderActor(BaseActor):
             if st is SymbolState.ACTIVE and self.states.get(s) is not SymbolState.ACTIVE
         ]
         self.states = states
+        if not self.reconciled:
+            return
         # Trade a symbol that just became ACTIVE on the last closed candle now,
         # rather than up to a whole candle later.
         for symbol in sorted(newly_active):
             self._trade(symbol)
 
     def _trade(self, symbol: str) -> None:
+        if not self.reconciled:  # an earlier order's outcome is unknown: look it up first
+            return
         active = self.states.get(symbol) is SymbolState.ACTIVE
         model = self.models.get(symbol) if active else None
         position = self.positions.get(symbol)
@@ -228,8 +294,18 @@ class TraderActor(BaseActor):
         try:
             order = self.exchange.create_order(request)
         except ExchangeError as exc:
-            self.ledger.update(coid, state=OrderState.REJECTED, error=str(exc), updated_at=now)
-            self.log.warning("%s: %s order %s refused: %s", symbol, decision.intent, coid, exc)
+            if isinstance(exc, OrderRejected):
+                self.ledger.update(coid, state=OrderState.REJECTED, error=str(exc), updated_at=now)
+                self.log.warning("%s: %s order %s refused: %s", symbol, decision.intent, coid, exc)
+            else:  # it may have reached the exchange: stays SENT until looked up
+                self.reconciled = False
+                self.log.warning(
+                    "%s: %s order %s outcome unknown (%s); no orders until it is looked up",
+                    symbol,
+                    decision.intent,
+                    coid,
+                    exc,
+                )
             self.publish(
                 OrderFailed(
                     at=now,
@@ -244,40 +320,16 @@ class TraderActor(BaseActor):
         return True
 
     def _record_fill(self, order: Order, decision: Decision, price: float) -> None:
-        state = {
-            OrderStatus.CLOSED: OrderState.FILLED,
-            OrderStatus.OPEN: OrderState.PARTIAL if order.filled > 0 else OrderState.OPEN,
-            OrderStatus.CANCELED: OrderState.CANCELED,
-            OrderStatus.REJECTED: OrderState.REJECTED,
-        }[order.status]
         now = self.clock.now()
-        self.ledger.update(
-            order.client_order_id,
-            state=state,
-            exchange_order_id=order.exchange_order_id,
-            filled=order.filled,
-            average_price=order.average_price,
-            fee_quote=order.fee_quote,
-            updated_at=now,
-        )
+        recorded = record_order(self.ledger, order.client_order_id, order, now)
         self.orders_placed += 1
         fill_price = order.average_price or price
         symbol = order.symbol
-        if order.filled > 0:
-            if order.side is Side.BUY:
-                held = self.positions.get(symbol)
-                amount = order.filled + (held.amount if held else 0.0)
-                self.positions[symbol] = Position(
-                    symbol=symbol, amount=amount, entry_price=fill_price, opened_at=now
-                )
-            else:
-                held = self.positions.pop(symbol, None)
-                if held is not None:
-                    pnl = (fill_price - held.entry_price) * order.filled - order.fee_quote
-                    self.realized_pnl += pnl
-                    left = held.amount - order.filled
-                    if left > 1e-12:
-                        self.positions[symbol] = msgspec.structs.replace(held, amount=left)
+        if recorded.position is None:
+            self.positions.pop(symbol, None)
+        else:
+            self.positions[symbol] = recorded.position
+        self.realized_pnl += recorded.realized_pnl
         self.log.info(
             "%s: %s %.8g at %.6g %s (%s: %s), order %s, fee %.4f %s",
             symbol,
@@ -305,6 +357,8 @@ class TraderActor(BaseActor):
         )
 
     def _close(self, symbol: str) -> CommandResult:
+        if not self.reconciled and not self._reconcile():
+            return CommandResult(ok=False, detail="not reconciled with the exchange yet")
         position = self.positions.get(symbol)
         if position is None:
             return CommandResult(ok=False, detail=f"{symbol}: no open position")

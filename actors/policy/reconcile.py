@@ -1,0 +1,322 @@
+"""Restart reconciliation: the ledger is made to agree with the exchange before anything trades.
+
+After a crash the ledger may hold orders whose outcome it never learned: NEW
+(recorded, perhaps not sent) and SENT (handed to the exchange, no answer
+recorded). Each is looked up on the exchange by its client order id:
+
+- found: its real state and fill are recorded, and the fill is applied to the
+  position, exactly as if the answer had arrived before the crash;
+- not found: it never reached the exchange. It is marked REJECTED with the
+  reason; its client id comes from (symbol, candle, intent), so the same
+  decision can never be sent a second time.
+
+Orders resting on the exchange (OPEN/PARTIAL) are refreshed the same way. Then
+every position the bot has traded is compared with the exchange's balance of its
+base asset (spot): the exchange is the truth, so a position larger than the
+balance is cut to it (a mismatch); a balance larger than the position is left
+alone (it may not be the bot's) and reported as a mismatch.
+
+`resolve_order` and `check_position` decide (pure, tested directly);
+`record_order` applies one exchange answer to the ledger in one transaction (the
+trader uses it for every answer too); `reconcile` does the lookups through the
+`ExchangePort`, so it covers every exchange adapter.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from actors.policy.risk import Position
+from exchange.port import ExchangePort
+from exchange.types import Balance, Order, OrderStatus, Side
+from storage.ledger import (
+    LIVE,
+    UNRESOLVED,
+    Ledger,
+    OrderRow,
+    OrderState,
+    PositionRow,
+    fill_between,
+)
+
+REALIZED_PNL_KEY = "trader.realized_pnl"
+NEVER_SENT = "never sent"
+
+
+def order_state(order: Order) -> OrderState:
+    """The ledger state of an order as the exchange reports it."""
+    if order.status is OrderStatus.OPEN:
+        return OrderState.PARTIAL if order.filled > 0 else OrderState.OPEN
+    return {
+        OrderStatus.CLOSED: OrderState.FILLED,
+        OrderStatus.CANCELED: OrderState.CANCELED,
+        OrderStatus.REJECTED: OrderState.REJECTED,
+    }[order.status]
+
+
+def order_changes(order: Order, now: float) -> dict[str, Any]:
+    """The ledger fields an exchange answer sets."""
+    changes: dict[str, Any] = {
+        "state": order_state(order),
+        "exchange_order_id": order.exchange_order_id,
+        "filled": order.filled,
+        "average_price": order.average_price,
+        "fee_quote": order.fee_quote,
+        "updated_at": now,
+    }
+    if order.status is OrderStatus.REJECTED and order.reason:
+        changes["error"] = order.reason
+    return changes
+
+
+# --- positions ----------------------------------------------------------------------
+
+
+def apply_fill(
+    position: Position | None,
+    symbol: str,
+    side: str,
+    amount: float,
+    price: float,
+    fee_quote: float,
+    now: float,
+) -> tuple[Position | None, float]:
+    """The position after a fill of `amount` at `price`, and the PnL it realized (sells)."""
+    if side == Side.BUY:
+        if position is None:
+            return Position(symbol=symbol, amount=amount, entry_price=price, opened_at=now), 0.0
+        total = position.amount + amount
+        entry = (position.amount * position.entry_price + amount * price) / total
+        return msgspec.structs.replace(position, amount=total, entry_price=entry), 0.0
+    if position is None:
+        return None, 0.0  # sold what the ledger did not hold: the balance check reports it
+    pnl = (price - position.entry_price) * min(amount, position.amount) - fee_quote
+    left = position.amount - amount
+    if left <= 1e-12 * max(1.0, position.amount):
+        return None, pnl
+    return msgspec.structs.replace(position, amount=left), pnl
+
+
+def position_row(position: Position) -> PositionRow:
+    return PositionRow(**msgspec.structs.asdict(position))
+
+
+def position_of(row: PositionRow) -> Position:
+    return Position(**msgspec.structs.asdict(row))
+
+
+class Recorded(msgspec.Struct, frozen=True):
+    row: OrderRow
+    position: Position | None  # the symbol's position afterwards
+    realized_pnl: float  # realized by this answer
+    filled: float  # base units that executed with this answer
+
+
+def record_order(ledger: Ledger, client_order_id: str, order: Order, now: float) -> Recorded:
+    """Record the exchange's answer for an order, and its fill in the position, atomically."""
+    with ledger.transaction():
+        before = ledger.get(client_order_id)
+        if before is None:
+            raise KeyError(client_order_id)
+        if before.state is OrderState.NEW:  # it evidently was sent
+            ledger.update(client_order_id, state=OrderState.SENT, updated_at=now)
+        row = ledger.update(client_order_id, **order_changes(order, now))
+        held = ledger.positions().get(row.symbol)
+        position = position_of(held) if held is not None else None
+        fill = fill_between(before, row)
+        if fill is None:
+            return Recorded(row=row, position=position, realized_pnl=0.0, filled=0.0)
+        position, pnl = apply_fill(
+            position, row.symbol, row.side, fill.amount, fill.price, fill.fee_quote, now
+        )
+        ledger.set_position(row.symbol, position_row(position) if position else None)
+        if pnl:
+            total = float(ledger.value(REALIZED_PNL_KEY) or 0.0) + pnl
+            ledger.set_value(REALIZED_PNL_KEY, repr(total))
+        return Recorded(row=row, position=position, realized_pnl=pnl, filled=fill.amount)
+
+
+# --- deciding --------------------------------------------------------------------------
+
+
+class Resolution(msgspec.Struct, frozen=True):
+    outcome: str  # filled | partial | open | canceled | rejected | never sent | vanished |
+    #               unchanged | conflict
+    note: str | None = None  # a log line, when something changed
+    mismatch: bool = False
+
+
+def resolve_order(row: OrderRow, found: Order | None) -> Resolution:
+    """What to make of a ledger order given what the exchange has under its client id."""
+    coid, was = row.client_order_id, row.state
+    if found is None:
+        if was in UNRESOLVED:
+            return Resolution(
+                outcome=NEVER_SENT,
+                note=f"{row.symbol}: order {coid} ({row.intent}) was {was} at the restart and "
+                "the exchange never saw it: marked REJECTED (never sent)",
+            )
+        return Resolution(
+            outcome="vanished",
+            note=f"{row.symbol}: order {coid} ({row.intent}) was {was} but the exchange no "
+            "longer knows it: marked CANCELED",
+            mismatch=True,
+        )
+    if found.symbol != row.symbol or found.side != row.side:
+        return Resolution(
+            outcome="conflict",
+            note=f"{row.symbol}: client order id {coid} is a {found.side} order on "
+            f"{found.symbol} on the exchange, but a {row.side} on {row.symbol} in the ledger; "
+            "left as it is",
+            mismatch=True,
+        )
+    state = order_state(found)
+    if state is was and abs(found.filled - row.filled) <= 1e-15:
+        return Resolution(outcome="unchanged")
+    price = f" at {found.average_price:.8g}" if found.average_price else ""
+    return Resolution(
+        outcome=str(state).lower(),
+        note=f"{row.symbol}: order {coid} ({row.intent}) was {was} at the restart; the exchange "
+        f"has it {state} ({found.filled:.10g} of {found.amount:.10g}{price}): recorded",
+    )
+
+
+class PositionCheck(msgspec.Struct, frozen=True):
+    symbol: str
+    ledger_amount: float
+    exchange_amount: float
+    position_amount: float | None  # what the position becomes; None = flat
+    mismatch: str | None = None  # the log line, when they disagree
+
+
+def check_position(
+    symbol: str, ledger_amount: float, exchange_amount: float, step: float = 0.0
+) -> PositionCheck:
+    """Compare a position with the exchange's balance of its base asset (spot)."""
+    base = symbol.partition("/")[0]
+    tolerance = max(1e-9 * max(ledger_amount, exchange_amount), step * 1e-3)
+    ours = ledger_amount if ledger_amount > tolerance else None
+    if abs(ledger_amount - exchange_amount) <= tolerance:
+        return PositionCheck(symbol, ledger_amount, exchange_amount, ours)
+    if exchange_amount < ledger_amount:
+        now_held = exchange_amount if exchange_amount > tolerance else None
+        return PositionCheck(
+            symbol,
+            ledger_amount,
+            exchange_amount,
+            now_held,
+            f"{symbol}: position {ledger_amount:.10g} {base} in the ledger, the exchange holds "
+            f"{exchange_amount:.10g} {base}: position set to what the exchange holds",
+        )
+    return PositionCheck(
+        symbol,
+        ledger_amount,
+        exchange_amount,
+        ours,
+        f"{symbol}: the exchange holds {exchange_amount:.10g} {base}, the ledger explains "
+        f"{ledger_amount:.10g} {base}: the rest is left alone (not bought by this bot, or a "
+        "fill the ledger lost)",
+    )
+
+
+# --- doing -------------------------------------------------------------------------------
+
+
+class ReconcileReport(msgspec.Struct):
+    resolved: dict[str, int] = {}  # outcome -> count, for orders that were NEW or SENT
+    refreshed: int = 0  # resting orders whose state or fill moved
+    open_orders: int = 0  # resting on the exchange afterwards
+    positions: int = 0
+    mismatches: list[str] = []
+    notes: list[str] = []
+
+    def summary(self, exchange: str) -> str:
+        n = sum(self.resolved.values())
+        order = ("filled", "partial", "open", "canceled", "rejected", NEVER_SENT)
+        parts = [f"{self.resolved[k]} {k}" for k in order if self.resolved.get(k)]
+        detail = f" ({', '.join(parts)})" if parts else ""
+        text = f"Reconciled with {exchange}: {_plural(n, 'order')} resolved{detail}"
+        if self.open_orders:
+            text += f", {_plural(self.open_orders, 'open order')}"
+        return (
+            f"{text}, {_plural(self.positions, 'position')}, "
+            f"{_plural(len(self.mismatches), 'mismatch', 'mismatches')}"
+        )
+
+
+def _plural(n: int, word: str, words: str | None = None) -> str:
+    return f"{n} {word if n == 1 else (words or word + 's')}"
+
+
+def reconcile(exchange: ExchangePort, ledger: Ledger, now: float) -> ReconcileReport:
+    """Resolve unknown orders, refresh resting ones, check positions against balances.
+
+    Raises ExchangeError if the exchange cannot be asked; what was resolved until
+    then stays recorded, and running it again continues from there.
+    """
+    report = ReconcileReport(resolved={}, mismatches=[], notes=[])
+    for row in ledger.orders(*UNRESOLVED, *LIVE):
+        found = exchange.fetch_order(row.symbol, row.client_order_id)
+        resolution = resolve_order(row, found)
+        if resolution.note:
+            (report.mismatches if resolution.mismatch else report.notes).append(resolution.note)
+        if row.state in UNRESOLVED:
+            report.resolved[resolution.outcome] = report.resolved.get(resolution.outcome, 0) + 1
+        elif resolution.outcome != "unchanged":
+            report.refreshed += 1
+        if resolution.outcome == NEVER_SENT:
+            ledger.update(
+                row.client_order_id,
+                state=OrderState.REJECTED,
+                error=f"{NEVER_SENT}: not on the exchange at the restart",
+                updated_at=now,
+            )
+        elif resolution.outcome == "vanished":
+            ledger.update(
+                row.client_order_id,
+                state=OrderState.CANCELED,
+                error="no longer on the exchange at the restart",
+                updated_at=now,
+            )
+        elif found is not None and resolution.outcome not in ("unchanged", "conflict"):
+            record_order(ledger, row.client_order_id, found, now)
+
+    known = {r.client_order_id for r in ledger.orders(*LIVE)}
+    resting = exchange.fetch_open_orders()
+    for order in resting:
+        if order.client_order_id not in known and ledger.get(order.client_order_id) is None:
+            report.mismatches.append(
+                f"{order.symbol}: open {order.side} order {order.client_order_id} on the "
+                "exchange is not in the ledger: left alone (placed by someone else?)"
+            )
+    report.open_orders = len(resting)
+
+    _check_positions(exchange, ledger, report)
+    return report
+
+
+def _check_positions(exchange: ExchangePort, ledger: Ledger, report: ReconcileReport) -> None:
+    balances: dict[str, Balance] = exchange.fetch_balances()
+    markets = exchange.load_markets()
+    positions = ledger.positions()
+    traded = {r.symbol for r in ledger.orders() if r.filled > 0}
+    for symbol in sorted(set(positions) | traded):
+        base = symbol.partition("/")[0]
+        held = balances[base].total if base in balances else 0.0
+        ours = positions[symbol].amount if symbol in positions else 0.0
+        market = markets.get(symbol)
+        check = check_position(symbol, ours, held, market.amount_step if market else 0.0)
+        if check.mismatch:
+            report.mismatches.append(check.mismatch)
+        if check.position_amount is None:
+            if symbol in positions:
+                ledger.set_position(symbol, None)
+        elif symbol in positions:
+            report.positions += 1
+            if check.position_amount != ours:
+                ledger.set_position(
+                    symbol,
+                    msgspec.structs.replace(positions[symbol], amount=check.position_amount),
+                )
