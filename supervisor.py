@@ -11,6 +11,11 @@ log line and a non-zero exit). Trainers are temporary: never restarted, their
 failure reaches the coverage actor as `TrainingFailed`. SIGINT/SIGTERM stop
 every actor in order and exit 0. The admin server (actors/admin.py) starts after
 the actors and stops before them.
+
+State lives in `<data_dir>/tradeactors.db` (orders, fills, positions, symbol
+states, training attempts, model versions) and, on the paper exchange, in
+`<data_dir>/paper/state.json`. A database that fails its checks stops the bot
+before anything trades (exit 3, one line naming the file and what to do).
 """
 
 from __future__ import annotations
@@ -47,9 +52,12 @@ from exchange.paper import PaperExchange
 from exchange.port import ExchangePort
 from exchange.synthetic import SyntheticMarket
 from exchange.types import ExchangeError
+from models import artifacts
 from models.pool import TrainingPool
 from storage.candles import CandleCache
-from storage.ledger import Ledger, MemoryLedger
+from storage.db import FILE_NAME, Database, ModelVersions, SqliteLedger, StorageError, SymbolStore
+from storage.durable import write_atomically
+from storage.ledger import Ledger
 
 log = logging.getLogger("tradeactors.supervisor")
 
@@ -77,15 +85,18 @@ class System:
         pool: TrainingPool,
         ledger: Ledger | None = None,
         events: Topic | None = None,
+        db: Database | None = None,
     ) -> None:
         self.settings = settings
         self.clock = clock
         self.exchange = exchange
         self.pool = pool
-        self.ledger = ledger or MemoryLedger()
+        data = Path(settings.data_dir)
+        # the database: opened here unless given (raises StorageError if it fails its checks)
+        self.db = db or Database.open(data / FILE_NAME)
+        self.ledger = ledger or SqliteLedger(self.db)
         self.events = events or Topic()
         self.mailbox = _QueueMailbox()
-        data = Path(settings.data_dir)
         self.models_dir = data / "models"
         self.cache = CandleCache(data / "candles")
         self.addresses = {name: Address(name) for name in PERMANENT}
@@ -94,6 +105,10 @@ class System:
     # --- starting ---------------------------------------------------------------------
 
     def start(self) -> None:
+        # no trainer runs yet: a staging folder now is what a killed process left behind
+        removed = artifacts.discard_all_staging(self.models_dir)
+        if removed:
+            log.info("Removed %d unfinished model staging folders left by a previous run", removed)
         for name in PERMANENT:
             self.start_actor(name)
 
@@ -113,6 +128,7 @@ class System:
             "model_store": lambda: ModelStoreActor.start(
                 models_dir=self.models_dir,
                 subscribers={"coverage": a["coverage"], "trader": a["trader"]},
+                versions=ModelVersions(self.db),
                 **common,
             ),
             "coverage": lambda: CoverageActor.start(
@@ -124,6 +140,7 @@ class System:
                 training=s.training,
                 quote=s.exchange.quote,
                 subscribers={"trader": a["trader"]},
+                symbol_store=SymbolStore(self.db),
                 **common,
             ),
             "trader": lambda: TraderActor.start(
@@ -170,6 +187,7 @@ class System:
         self._stop_actor("model_store", timeout)
         self.pool.shutdown(cancel_pending=True)
         self.exchange.close()
+        self.db.close()
 
     def _stop_actor(self, name: str, timeout: float) -> None:
         ref = self.addresses[name].ref
@@ -280,6 +298,8 @@ def build_exchange(settings: Settings, clock: Clock) -> ExchangePort:
         starting_balance=settings.exchange.starting_balance,
         fee_rate=settings.exchange.fee_rate,
         slippage_bps=settings.exchange.slippage_bps,
+        # orders and balances survive a restart, so reconciliation has something to check
+        state_path=Path(settings.data_dir) / "paper" / "state.json",
     )
 
 
@@ -332,11 +352,14 @@ def _paper_anchor(data_dir: Path, clock: Clock) -> int:
     across restarts (a young symbol does become eligible)."""
     path = data_dir / "paper" / "anchor.json"
     if path.exists():
-        return msgspec.json.decode(path.read_bytes(), type=_Anchor).anchor_ms
+        try:
+            return msgspec.json.decode(path.read_bytes(), type=_Anchor).anchor_ms
+        except (OSError, msgspec.DecodeError) as exc:
+            raise ExchangeError(f"unreadable paper market anchor {path}: {exc}") from exc
     path.parent.mkdir(parents=True, exist_ok=True)
     now_ms = int(clock.now() * 1000)
     anchor = now_ms - now_ms % 60_000
-    path.write_bytes(msgspec.json.encode(_Anchor(anchor)))
+    write_atomically(path, msgspec.json.encode(_Anchor(anchor)))  # a kill cannot leave half
     return anchor
 
 
@@ -370,7 +393,8 @@ def configure_logging(level: str) -> None:
     logging.getLogger("pykka").setLevel(logging.WARNING)
 
 
-def run(settings_path: str) -> int:
+def run(settings_path: str, clock: RealClock | None = None) -> int:
+    """Run the bot until it is stopped; the exit code. `clock`: wall time unless given."""
     try:
         settings = load_settings(settings_path)
     except SettingsError as exc:
@@ -388,25 +412,41 @@ def run(settings_path: str) -> int:
     # LoadedModel.prob_up caps the trader's own thread: a predict left at both
     # cores fights the training worker and the tick p99 goes up tenfold.
     thread_cap = threadpool_limits(limits=1)
-    clock = RealClock()
+    clock = clock or RealClock()
     try:
-        exchange = build_exchange(settings, clock)
-    except SettingsError as exc:
-        print(exc, file=sys.stderr)
-        return 2
-    try:
-        admin_token = load_or_create_token(settings.data_dir) if settings.admin.enabled else None
-    except (TokenError, OSError) as exc:
-        print(f"admin token: {exc}", file=sys.stderr)
-        return 2
-    pool = TrainingPool(workers=settings.training.workers, kind="process")
-    system = System(settings, clock, exchange, pool)
-    admin = None if admin_token is None else build_admin_server(system, admin_token.value)
-    try:
-        return Supervisor(system, admin=admin).run()
+        return _run_system(settings, clock)
     finally:
         clock.stop()
         thread_cap.restore_original_limits()
+
+
+def _run_system(settings: Settings, clock: RealClock) -> int:
+    try:
+        db = Database.open(Path(settings.data_dir) / FILE_NAME)
+    except StorageError as exc:
+        log.error("%s", exc)
+        return 3
+    try:
+        exchange = build_exchange(settings, clock)
+    except SettingsError as exc:
+        db.close()
+        print(exc, file=sys.stderr)
+        return 2
+    except ExchangeError as exc:
+        db.close()
+        log.error("%s. Refusing to start; the file was not changed", exc)
+        return 3
+    try:
+        admin_token = load_or_create_token(settings.data_dir) if settings.admin.enabled else None
+    except (TokenError, OSError) as exc:
+        db.close()
+        exchange.close()
+        print(f"admin token: {exc}", file=sys.stderr)
+        return 2
+    pool = TrainingPool(workers=settings.training.workers, kind="process")
+    system = System(settings, clock, exchange, pool, db=db)
+    admin = None if admin_token is None else build_admin_server(system, admin_token.value)
+    return Supervisor(system, admin=admin).run()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,12 +17,20 @@ Accepts:
 Sends: `SymbolStates` to subscribers, `Subscribe` to the store, events
 (`SymbolTransition`, `CoverageChecked`, `UniverseRefreshed`) on the topic, and
 starts trainers through the `TrainerDirectory` (never two for one symbol).
+
+With a `SymbolStore` (the database), every record is saved as soon as it
+changes and loaded at start, so a restarted coverage actor (or bot) keeps each
+symbol's state, reason, eligibility time, attempts and backoff: a blocked symbol
+stays blocked with its reason. Each training is recorded as an attempt; one left
+running by a previous process (its trainer is gone) is closed as abandoned.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from typing import Any
+
+import msgspec
 
 from actors.base import BaseActor, Topic, TrainerDirectory
 from actors.clock import Clock, Mailbox
@@ -56,6 +64,7 @@ from actors.policy.universe import select_universe
 from actors.settings import CoverageSettings, TrainingSettings, UniverseSettings
 from exchange.port import ExchangePort
 from exchange.types import ExchangeError
+from storage.db import SymbolRow, SymbolStore
 
 # A tick fired by the clock can arrive a hair early relative to the last check
 # (the startup check happens after the timer was armed); allow for it.
@@ -78,6 +87,7 @@ class CoverageActor(BaseActor):
         supervisor: Mailbox | None = None,
         events: Topic | None = None,
         initial_records: Iterable[SymbolRecord] = (),
+        symbol_store: SymbolStore | None = None,
     ) -> None:
         super().__init__("coverage", clock, supervisor, events)
         self.exchange = exchange
@@ -95,6 +105,7 @@ class CoverageActor(BaseActor):
             max_model_age_s=coverage.max_model_age_s,
         )
         self.records: dict[str, SymbolRecord] = {r.symbol: r for r in initial_records}
+        self.store_db = symbol_store
         self.universe: set[str] = set()
         self.listed_at: dict[str, float] = {}  # earliest candle time; never changes once known
         self.models_known = False
@@ -109,6 +120,7 @@ class CoverageActor(BaseActor):
             self.settings.interval_s,
             self.universe_settings.refresh_s,
         )
+        self._restore()
         self.every(self.settings.interval_s, CoverageTick)
         # static lists are refreshed too: a listed symbol may open for trading later
         self.every(self.universe_settings.refresh_s, UniverseTick)
@@ -124,10 +136,16 @@ class CoverageActor(BaseActor):
                     self._evaluate_all("universe")
             case ModelsUpdated():
                 self._on_models(message)
-            case TrainingSucceeded(symbol=symbol):
+            case TrainingSucceeded(symbol=symbol, version=version, fit_seconds=fit_s):
+                if self.store_db is not None:
+                    self.store_db.attempt_finished(
+                        symbol, self.clock.now(), ok=True, version=version, fit_seconds=fit_s
+                    )
                 self._apply(symbol, lifecycle.TrainingOutcome(now=self.clock.now(), ok=True))
                 self._broadcast()
             case TrainingFailed(symbol=symbol, error=error):
+                if self.store_db is not None:
+                    self.store_db.attempt_finished(symbol, self.clock.now(), ok=False, error=error)
                 event = lifecycle.TrainingOutcome(now=self.clock.now(), ok=False, error=error)
                 self._apply(symbol, event)
                 self._broadcast()
@@ -150,6 +168,39 @@ class CoverageActor(BaseActor):
                 return super().receive(message)
         return None
 
+    # --- persistence ----------------------------------------------------------------------
+
+    def _restore(self) -> None:
+        """Load the records a previous incarnation saved; close attempts nobody runs any more."""
+        if self.store_db is None:
+            return
+        for row in self.store_db.load():
+            self.records[row.symbol] = msgspec.convert(msgspec.structs.asdict(row), SymbolRecord)
+        running = set(self.trainers.symbols())
+        abandoned = self.store_db.abandon_unfinished(
+            self.clock.now(), keep=running, reason="the bot stopped while it ran"
+        )
+        if not self.records:
+            return
+        counts: dict[str, int] = {}
+        for record in self.records.values():
+            counts[record.state] = counts.get(record.state, 0) + 1
+        self.log.info(
+            "Symbol states restored: %d symbols (%s)%s",
+            len(self.records),
+            ", ".join(f"{n} {state}" for state, n in sorted(counts.items())),
+            f"; {len(abandoned)} unfinished trainings abandoned ({', '.join(abandoned)})"
+            if abandoned
+            else "",
+        )
+        for record in sorted(self.records.values(), key=lambda r: r.symbol):
+            if lifecycle.is_blocked(record.state) and record.state is not SymbolState.NEW:
+                self.log.info("%s: still %s (%s)", record.symbol, record.state, record.reason)
+
+    def _save(self, record: SymbolRecord) -> None:
+        if self.store_db is not None:
+            self.store_db.save(msgspec.convert(msgspec.structs.asdict(record), SymbolRow))
+
     # --- handlers ----------------------------------------------------------------------
 
     def _on_coverage_tick(self) -> None:
@@ -171,6 +222,13 @@ class CoverageActor(BaseActor):
 
     def _on_models(self, message: ModelsUpdated) -> None:
         now = self.clock.now()
+        lost = [
+            (symbol, record.model_version)
+            for symbol, record in sorted(self.records.items())
+            if record.model_version is not None and symbol not in message.models
+        ]
+        for symbol, version in lost:
+            self._apply(symbol, lifecycle.ModelLost(now, version))
         for symbol, model in message.models.items():
             record = self.records.get(symbol)
             if record is None or record.model_version == model.version:
@@ -188,11 +246,14 @@ class CoverageActor(BaseActor):
                     state=SymbolState.NEW,
                     reason="a model covers it",
                 )
+                self._save(self.records[symbol])
         if not self.models_known:
             self.models_known = True
             self._refresh_universe()
             self._evaluate_all("startup")
         else:
+            for symbol, _ in lost:  # decide at once (retrain) rather than at the next tick
+                self._apply(symbol, lifecycle.Evaluate(self._facts(symbol)))
             self._broadcast()
 
     def _command(self, symbol: str, event: lifecycle.Event) -> CommandResult:
@@ -286,9 +347,12 @@ class CoverageActor(BaseActor):
         return self.listed_at[symbol]
 
     def _apply(self, symbol: str, event: lifecycle.Event) -> Step:
-        record = self.records.get(symbol) or SymbolRecord(symbol=symbol, since=self.clock.now())
+        known = self.records.get(symbol)
+        record = known or SymbolRecord(symbol=symbol, since=self.clock.now())
         result = lifecycle.step(record, event, self.policy)
         self.records[symbol] = result.record
+        if known is None or result.record != known:
+            self._save(result.record)
         if result.note:
             self.log.info("%s", result.note)
         if result.record.state != record.state:
@@ -304,6 +368,8 @@ class CoverageActor(BaseActor):
         if result.start_training:
             if self.trainers.start(symbol):
                 self.log.info("%s: trainer started", symbol)
+                if self.store_db is not None:
+                    self.store_db.attempt_started(symbol, self.clock.now())
             else:
                 self.log.info("%s: already training; no second trainer", symbol)
         return result

@@ -12,6 +12,10 @@ Reloads happen at start, on a publish and on an admin request: never on a timer
 (each one is announced as a `ModelsReloaded` event, which the tests count). A
 version that fails to load (missing manifest, checksum mismatch, unreadable) is
 refused with a log line naming it, and the models in use stay in use.
+
+With `versions` (the database), every promoted version is recorded; at start,
+versions found on disk that were never recorded are added, and a recorded
+version that no longer loads is named in the log with what is served instead.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from actors.messages import (
 )
 from models import artifacts
 from models.artifacts import ArtifactError, LoadedModel
+from storage.db import ModelVersionRow, ModelVersions, StorageError
 
 
 class ModelStoreActor(BaseActor):
@@ -44,8 +49,10 @@ class ModelStoreActor(BaseActor):
         subscribers: dict[str, Mailbox] | None = None,
         supervisor: Mailbox | None = None,
         events: Topic | None = None,
+        versions: ModelVersions | None = None,
     ) -> None:
         super().__init__("model_store", clock, supervisor, events)
+        self.versions = versions
         self.models_dir = Path(models_dir)
         self.subscribers = Topic(subscribers)
         self.models: dict[str, LoadedModel] = {}
@@ -56,6 +63,7 @@ class ModelStoreActor(BaseActor):
     def started(self) -> None:
         self.models_dir.mkdir(parents=True, exist_ok=True)
         self._reload("startup")
+        self._check_recorded()
         # After a restart the subscribers are running and may have lost a reply
         # to the previous incarnation; at first start they are not, and they
         # will Subscribe themselves.
@@ -113,6 +121,7 @@ class ModelStoreActor(BaseActor):
             self.log.error("%s: %s; models in use are unchanged", symbol, error)
             message.reply_to.tell(PublishFailed(symbol=symbol, error=error))
             return
+        self._record(model, "published")
         self.models = {**self.models, symbol: model}
         self.version = model.version
         self.reloads += 1
@@ -132,6 +141,45 @@ class ModelStoreActor(BaseActor):
         )
         message.reply_to.tell(ModelPublished(symbol=symbol, version=model.version))
         self.subscribers.publish(self._current((symbol,)))
+
+    def _record(self, model: LoadedModel, source: str) -> None:
+        if self.versions is None:
+            return
+        manifest = model.manifest
+        row = ModelVersionRow(
+            version=manifest.version,
+            symbols=list(manifest.symbols),
+            trained_at_ms=manifest.trained_at_ms,
+            recorded_at=self.clock.now(),
+            source=source,
+            metrics=dict(manifest.metrics),
+            sha256=manifest.sha256,
+        )
+        try:
+            self.versions.record(row)
+        except StorageError as exc:  # the record is history: serving the model matters more
+            self.log.error(
+                "%s: model %s not recorded in the database: %s", model.symbol, row.version, exc
+            )
+
+    def _check_recorded(self) -> None:
+        """Compare what the database says was promoted with what loads from disk now."""
+        if self.versions is None:
+            return
+        for model in self.models.values():
+            self._record(model, "found on disk")
+        newest: dict[str, str] = {}
+        for row in self.versions.versions():
+            for symbol in row.symbols:
+                newest[symbol] = max(newest.get(symbol, ""), row.version)
+        for symbol, version in sorted(newest.items()):
+            serving = self.models.get(symbol)
+            if serving is not None and serving.version >= version:
+                continue
+            instead = f"serving {serving.version}" if serving else "no model: it will be retrained"
+            self.log.warning(
+                "%s: promoted model %s does not load any more; %s", symbol, version, instead
+            )
 
     def _refuse(self, error: ArtifactError) -> None:
         self.log.error("Model refused: %s; the models in use stay in use", error)

@@ -209,6 +209,21 @@ def discard_staging(staging_dir: str | Path) -> None:
     shutil.rmtree(staging_dir, ignore_errors=True)
 
 
+def discard_all_staging(models_dir: str | Path) -> int:
+    """Remove every staging folder, left by jobs of a process that was killed; returns how many.
+
+    Call only when no training job can be running (at the start of the bot).
+    """
+    root = Path(models_dir) / STAGING
+    try:
+        leftovers = [e.path for e in os.scandir(root) if e.is_dir(follow_symlinks=False)]
+    except FileNotFoundError:
+        return 0
+    for path in leftovers:
+        shutil.rmtree(path, ignore_errors=True)
+    return len(leftovers)
+
+
 def write_staging(
     staging_dir: str | Path,
     estimator: Any,

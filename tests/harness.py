@@ -77,9 +77,24 @@ def events_recorder(topic: Topic) -> Recorder:
 
 
 class Bot:
-    """A whole bot on a virtual clock: paper exchange, in-process training pool, event recorder."""
+    """A whole bot on a virtual clock: paper exchange, in-process training pool, event recorder.
 
-    def __init__(self, tmp_path: Path, symbols: list[str] | None = None, **sections: Any) -> None:
+    Its database is `tmp_path/var/tradeactors.db`. `at`: the clock's start (a bot
+    made again on the same tmp_path later is a restart); `paper_state`: the paper
+    exchange keeps its state in `var/paper/state.json` (survives a restart);
+    `pool`: another TrainingPool (e.g. worker processes).
+    """
+
+    def __init__(
+        self,
+        tmp_path: Path,
+        symbols: list[str] | None = None,
+        *,
+        at: float = T0,
+        paper_state: bool = False,
+        pool: Any = None,
+        **sections: Any,
+    ) -> None:
         from exchange.paper import PaperExchange
         from exchange.synthetic import SyntheticMarket
         from models.pool import TrainingPool
@@ -92,12 +107,18 @@ class Bot:
                 **sections.get("universe", {}),
             }
         self.settings = settings_for(tmp_path, **sections)
-        self.clock = new_clock()
+        self.clock = new_clock(at)
+        state_path = Path(self.settings.data_dir) / "paper" / "state.json" if paper_state else None
         self.exchange = PaperExchange(
-            SyntheticMarket(anchor_ms=int(T0 * 1000)), now_ms=lambda: int(self.clock.now() * 1000)
+            SyntheticMarket(anchor_ms=int(T0 * 1000)),
+            now_ms=lambda: int(self.clock.now() * 1000),
+            state_path=state_path,
         )
         self.system = System(
-            self.settings, self.clock, self.exchange, TrainingPool(workers=1, kind="thread")
+            self.settings,
+            self.clock,
+            self.exchange,
+            pool or TrainingPool(workers=1, kind="thread"),
         )
         self.events = events_recorder(self.system.events)
 

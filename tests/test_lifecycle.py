@@ -15,6 +15,7 @@ from actors.policy.lifecycle import (
     ManualRetrain,
     ManualUnblock,
     ModelCovered,
+    ModelLost,
     SymbolRecord,
     SymbolState,
     TrainingOutcome,
@@ -130,6 +131,21 @@ def test_leaving_the_universe_retires() -> None:
     assert result.record.state is SymbolState.RETIRED
 
 
+def test_a_lost_model_sends_an_active_symbol_back_to_new_and_blocked_ones_stay() -> None:
+    active = SymbolRecord(
+        symbol="X", state=SymbolState.ACTIVE, model_version="v1", model_trained_at=NOW
+    )
+    lost = step(active, ModelLost(NOW, "v1"), POLICY)
+    assert lost.record.state is SymbolState.NEW and lost.record.model_version is None
+    assert lost.note == "X: ACTIVE -> NEW (its model v1 no longer loads)"
+    retrain = step(lost.record, Evaluate(facts(900)), POLICY)
+    assert retrain.record.state is SymbolState.TRAINING and retrain.start_training
+    assert step(active, ModelLost(NOW, "v0"), POLICY).record == active  # another version
+    blocked = msgspec.structs.replace(active, state=SymbolState.BLOCKED_MANUAL)
+    kept = step(blocked, ModelLost(NOW, "v1"), POLICY).record
+    assert kept.state is SymbolState.BLOCKED_MANUAL and kept.model_version is None
+
+
 # --- properties ------------------------------------------------------------------
 
 states = st.sampled_from(list(SymbolState))
@@ -160,6 +176,7 @@ events = st.one_of(
     st.builds(TrainingOutcome, st.floats(NOW, NOW + DAY_S), st.booleans(), st.just("boom")),
     st.builds(ManualBlock, st.floats(NOW, NOW + DAY_S), st.just("why")),
     st.builds(ManualUnblock, st.floats(NOW, NOW + DAY_S)),
+    st.builds(ModelLost, st.floats(NOW, NOW + DAY_S), st.just("v000001")),
 )
 
 

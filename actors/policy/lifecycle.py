@@ -9,6 +9,7 @@ r"""The symbol lifecycle as one pure transition function.
     ACTIVE --model older than max age--> ACTIVE + background retrain
     any --admin block--> BLOCKED_MANUAL --admin unblock--> NEW
     any --left the universe--> RETIRED
+    ACTIVE --its model no longer loads (e.g. after a restart)--> NEW
 
 `step(record, event, policy)` returns the new record, whether a trainer must be
 started, and the log note of what happened. The coverage actor owns the records
@@ -112,7 +113,22 @@ class ManualRetrain(msgspec.Struct, frozen=True):
     facts: Facts
 
 
-Event = Evaluate | ModelCovered | TrainingOutcome | ManualBlock | ManualUnblock | ManualRetrain
+class ModelLost(msgspec.Struct, frozen=True):
+    """The model version the record names is not among the loaded models any more."""
+
+    now: float
+    version: str
+
+
+Event = (
+    Evaluate
+    | ModelCovered
+    | TrainingOutcome
+    | ManualBlock
+    | ManualUnblock
+    | ManualRetrain
+    | ModelLost
+)
 
 
 class Step(msgspec.Struct, frozen=True):
@@ -143,6 +159,8 @@ def step(record: SymbolRecord, event: Event, policy: LifecyclePolicy) -> Step:
             return Step(moved, note=_note(record, moved))
         case ManualRetrain(facts):
             return _manual_retrain(record, facts, policy)
+        case ModelLost(now, version):
+            return _model_lost(record, now, version)
     raise TypeError(f"unknown lifecycle event {event!r}")  # pragma: no cover
 
 
@@ -313,6 +331,16 @@ def _manual_retrain(record: SymbolRecord, facts: Facts, policy: LifecyclePolicy)
         eligible_at=None,
     )
     return Step(moved, start_training=True, note=_note(record, moved))
+
+
+def _model_lost(record: SymbolRecord, now: float, version: str) -> Step:
+    if record.model_version != version:
+        return Step(record)
+    cleared = msgspec.structs.replace(record, model_version=None, model_trained_at=None)
+    if record.state is not SymbolState.ACTIVE:
+        return Step(cleared)  # blocked or retired: stays so, without the model
+    moved = _move(cleared, SymbolState.NEW, now, f"its model {version} no longer loads")
+    return Step(moved, note=_note(record, moved))
 
 
 # --- helpers -----------------------------------------------------------------

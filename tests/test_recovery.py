@@ -1,0 +1,388 @@
+"""Faults inside a running bot, on virtual time: crashed actors, lost answers, killed workers,
+restarts, broken model folders. Each test fails without the recovery it checks.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from actors.messages import (
+    ActorDied,
+    BlockSymbol,
+    GetSymbols,
+    GetTraderStatus,
+    OrderFailed,
+    OrderPlaced,
+    Pause,
+    Reconciled,
+    RetrainSymbol,
+    SignalProduced,
+    SymbolStates,
+    TrainerFinished,
+    TrainerStarted,
+)
+from actors.policy.lifecycle import DAY_S, SymbolRecord, SymbolState
+from exchange.types import TransientExchangeError
+from models import artifacts
+from storage.db import ModelVersions, SymbolStore
+from storage.ledger import OrderState
+from supervisor import Supervisor
+from tests.harness import T0, Bot, settle, stage_model
+from tests.test_supervisor import Boom
+from tests.test_supervisor import _Explode as Explode
+from tests.test_supervisor import _make_explosive as explosive
+
+EVERY_CANDLE = {"entry_threshold": 0.0, "exit_threshold": 1.0, "max_open_positions": 10}
+
+
+def restart_after_death(bot: Bot, supervisor: Supervisor, name: str) -> ActorDied:
+    died = bot.system.mailbox.queue.get(timeout=10)
+    assert isinstance(died, ActorDied) and died.name == name, died
+    assert supervisor.handle(died)
+    settle()
+    return died
+
+
+def publish_models(bot: Bot, *symbols: str) -> None:
+    """Models already on disk when the bot starts (no training needed)."""
+    models_dir = Path(bot.settings.data_dir) / "models"
+    for i, symbol in enumerate(symbols):
+        artifacts.publish(models_dir, stage_model(models_dir, symbol, seed=i + 1))
+
+
+def records(bot: Bot) -> dict[str, SymbolRecord]:
+    reply: SymbolStates = bot.ask("coverage", GetSymbols())
+    return {r.symbol: r for r in reply.records}
+
+
+def ledger_and_exchange_agree(bot: Bot) -> None:
+    rows = {r.client_order_id: r for r in bot.system.ledger.orders()}
+    on_exchange = {o for o in rows if bot.exchange.fetch_order(rows[o].symbol, o) is not None}
+    sent = {c for c, r in rows.items() if r.state is not OrderState.REJECTED}
+    assert on_exchange == sent
+    assert not bot.system.ledger.orders(OrderState.NEW, OrderState.SENT)
+    balances = bot.exchange.fetch_balances()
+    held = {s: p.amount for s, p in bot.system.ledger.positions().items()}
+    assert held == {f"{a}/USDT": b.total for a, b in balances.items() if a != "USDT"}
+
+
+@pytest.fixture
+def bots() -> Iterator[list[Bot]]:
+    made: list[Bot] = []
+    yield made
+    for bot in made:
+        bot.stop()
+
+
+# --- the trader ----------------------------------------------------------------------------
+
+
+def test_trader_crash_after_create_order_is_reconciled_not_resent(
+    bots: list[Bot], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from actors.trader import TraderActor
+
+    bot = Bot(tmp_path, ["BTC/USDT"], trading=EVERY_CANDLE)
+    bots.append(bot)
+    publish_models(bot, "BTC/USDT")
+    original = TraderActor._record_fill
+    crashes = []
+
+    def record_then_crash(self: Any, *args: Any) -> None:
+        if not crashes:  # the exchange filled the order; the trader dies before recording it
+            crashes.append(args[0].client_order_id)
+            raise Boom("bug between create_order and recording its answer")
+        original(self, *args)
+
+    monkeypatch.setattr(TraderActor, "_record_fill", record_then_crash)
+    supervisor = Supervisor(bot.system)
+    bot.start()  # BTC is ACTIVE at once and the trader buys on the last closed candle
+    died = restart_after_death(bot, supervisor, "trader")
+    assert "between create_order and recording" in died.error
+    coid = crashes[0]
+    row = bot.system.ledger.get(coid)
+    assert row is not None and row.state is OrderState.FILLED  # looked up, not re-sent
+    reconciled = bot.events.of(Reconciled)
+    assert [r.summary for r in reconciled] == [
+        "Reconciled with paper: 0 orders resolved, 0 positions, 0 mismatches",
+        "Reconciled with paper: 1 order resolved (1 filled), 1 position, 0 mismatches",
+    ]
+    assert bot.events.of(OrderPlaced) == []  # the restarted trader did not buy again
+    status = bot.ask("trader", GetTraderStatus())
+    assert [p.amount for p in status.positions] == [row.filled]
+    ledger_and_exchange_agree(bot)
+    bot.run(65)  # the next candle (closed at +60 s, traded at +62 s): the position is sold
+    assert [(o.intent, o.side) for o in bot.events.of(OrderPlaced)] == [("exit", "sell")]
+    ledger_and_exchange_agree(bot)
+
+
+def test_an_answer_lost_on_the_wire_is_looked_up_before_the_next_order(
+    bots: list[Bot], tmp_path: Path
+) -> None:
+    bot = Bot(tmp_path, ["BTC/USDT", "ETH/USDT"], trading=EVERY_CANDLE)
+    bots.append(bot)
+    publish_models(bot, "BTC/USDT", "ETH/USDT")
+    create_order = bot.exchange.create_order
+    lost: list[str] = []
+
+    def answer_lost(request: Any) -> Any:
+        order = create_order(request)  # the exchange places it ...
+        if not lost:
+            lost.append(request.client_order_id)  # ... and the answer times out
+            raise TransientExchangeError(f"{request.symbol}: read timed out")
+        return order
+
+    bot.exchange.create_order = answer_lost  # type: ignore[method-assign]
+    bot.start()
+    failed = bot.events.of(OrderFailed)
+    assert [f.client_order_id for f in failed] == lost and "timed out" in failed[0].error
+    assert bot.system.ledger.get(lost[0]).state is OrderState.SENT  # type: ignore[union-attr]
+    assert bot.events.of(OrderPlaced) == []  # nothing else was sent while it was unknown
+    bot.run(65)  # the next candle
+    assert bot.events.of(Reconciled)[-1].resolved == {"filled": 1}
+    assert bot.system.ledger.get(lost[0]).state is OrderState.FILLED  # type: ignore[union-attr]
+    placed = bot.events.of(OrderPlaced)
+    assert lost[0] not in {o.client_order_id for o in placed}  # never sent twice
+    assert len(placed) == 2  # then both symbols traded on the new candle
+    ledger_and_exchange_agree(bot)
+
+
+def test_a_restarted_trader_keeps_its_positions_and_its_pause(
+    bots: list[Bot], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from actors.trader import TraderActor
+
+    explosive(monkeypatch, TraderActor)
+    bot = Bot(tmp_path, ["BTC/USDT"], trading={**EVERY_CANDLE, "exit_threshold": 0.0})
+    bots.append(bot)
+    publish_models(bot, "BTC/USDT")
+    supervisor = Supervisor(bot.system)
+    bot.start()
+    assert bot.ask("trader", Pause()).ok
+    before = bot.ask("trader", GetTraderStatus())
+    assert len(before.positions) == 1 and before.paused
+    bot.system.addresses["trader"].tell(Explode())
+    restart_after_death(bot, supervisor, "trader")
+    after = bot.ask("trader", GetTraderStatus())
+    assert after.positions == before.positions and after.paused
+    assert after.realized_pnl == before.realized_pnl
+
+
+# --- coverage and restarts -----------------------------------------------------------------
+
+
+def test_a_restarted_coverage_actor_reloads_symbol_states(
+    bots: list[Bot], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from actors.coverage import CoverageActor
+
+    explosive(monkeypatch, CoverageActor)
+    bot = Bot(tmp_path, ["BTC/USDT", "ETH/USDT"])
+    bots.append(bot)
+    publish_models(bot, "BTC/USDT", "ETH/USDT")
+    supervisor = Supervisor(bot.system)
+    bot.start()
+    assert bot.ask("coverage", BlockSymbol(symbol="ETH/USDT", reason="listing news")).ok
+    bot.system.addresses["coverage"].tell(Explode())
+    restart_after_death(bot, supervisor, "coverage")
+    eth = records(bot)["ETH/USDT"]
+    assert eth.state is SymbolState.BLOCKED_MANUAL
+    assert eth.reason == "blocked by admin: listing news"
+    assert records(bot)["BTC/USDT"].state is SymbolState.ACTIVE
+    bot.events.clear()
+    bot.run(125)
+    assert {e.symbol for e in bot.events.of(SignalProduced)} == {"BTC/USDT"}
+
+
+def test_a_restarted_bot_keeps_blocked_symbols_blocked_with_their_reasons(
+    bots: list[Bot], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    first = Bot(tmp_path, ["BTC/USDT", "ETH/USDT", "PEPE/USDT", "USDC/USDT"], paper_state=True)
+    publish_models(first, "BTC/USDT", "ETH/USDT")
+    first.start()
+    first.ask("coverage", BlockSymbol(symbol="ETH/USDT", reason="listing news"))
+    first.run(4 * 3600, step=300)  # USDC (flat price) fails 4 trainings: blocked
+    before = records(first)
+    first.stop()
+    assert before["USDC/USDT"].state is SymbolState.BLOCKED_FAILED
+    assert before["PEPE/USDT"].state is SymbolState.BLOCKED_HISTORY
+
+    caplog.set_level(logging.INFO)
+    second = Bot(  # the same data folder, a restart an hour later
+        tmp_path,
+        ["BTC/USDT", "ETH/USDT", "PEPE/USDT", "USDC/USDT"],
+        paper_state=True,
+        at=first.clock.now() + 3600,
+    )
+    bots.append(second)
+    second.start()
+    second.run(600, step=300)
+    after = records(second)
+    for symbol in ("ETH/USDT", "PEPE/USDT", "USDC/USDT"):
+        assert after[symbol] == before[symbol], symbol  # state, reason, times, attempts
+    usdc = after["USDC/USDT"]
+    assert usdc.attempts == 4 and "single class" in (usdc.last_error or "")
+    assert after["PEPE/USDT"].eligible_at == pytest.approx(T0 + 1.5 * DAY_S, abs=60)
+    assert after["BTC/USDT"].state is SymbolState.ACTIVE
+    assert second.events.of(TrainerStarted) == []  # nothing blocked is retried
+    assert "Symbol states restored: 4 symbols (1 ACTIVE, 1 BLOCKED_FAILED" in caplog.text
+    assert "ETH/USDT: still BLOCKED_MANUAL (blocked by admin: listing news)" in caplog.text
+    attempts = SymbolStore(second.system.db).attempts("USDC/USDT")
+    assert [a.outcome for a in attempts] == ["failed"] * 4
+
+
+def test_a_model_folder_missing_its_manifest_is_refused_and_its_symbol_retrained(
+    bots: list[Bot], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    first = Bot(tmp_path, ["BTC/USDT", "ETH/USDT"])
+    publish_models(first, "BTC/USDT", "ETH/USDT")  # v000001 BTC, v000002 ETH
+    first.start()
+    assert {s: r.state for s, r in records(first).items()} == {
+        "BTC/USDT": SymbolState.ACTIVE,
+        "ETH/USDT": SymbolState.ACTIVE,
+    }
+    first.stop()
+    models_dir = Path(first.settings.data_dir) / "models"
+    (models_dir / "v000002" / "manifest.json").unlink()  # e.g. a disk that lost it
+
+    caplog.set_level(logging.INFO)
+    second = Bot(tmp_path, ["BTC/USDT", "ETH/USDT"], at=T0 + 600)
+    bots.append(second)
+    second.start()
+    assert f"Model refused: {models_dir / 'v000002'}: manifest.json missing" in caplog.text
+    assert "ETH/USDT: promoted model v000002 does not load any more; no model" in caplog.text
+    assert "ETH/USDT: ACTIVE -> NEW (its model v000002 no longer loads)" in caplog.text
+    assert [e.symbol for e in second.events.of(TrainerStarted)] == ["ETH/USDT"]
+    states = records(second)
+    assert states["ETH/USDT"].state is SymbolState.ACTIVE
+    assert states["ETH/USDT"].model_version == "v000003"  # retrained and published anew
+    assert states["BTC/USDT"].model_version == "v000001"  # untouched
+    second.run(65)
+    assert {e.symbol for e in second.events.of(SignalProduced)} == {"BTC/USDT", "ETH/USDT"}
+    recorded = {(v.version, v.source) for v in ModelVersions(second.system.db).versions()}
+    assert recorded == {
+        ("v000001", "found on disk"),  # published before the bot ran
+        ("v000002", "found on disk"),
+        ("v000003", "published"),
+    }
+
+
+def test_a_failed_publish_keeps_the_models_in_use(
+    bots: list[Bot], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    bot = Bot(tmp_path, ["BTC/USDT"])
+    bots.append(bot)
+    publish_models(bot, "BTC/USDT")
+    bot.start()
+    models_dir = Path(bot.settings.data_dir) / "models"
+    (models_dir / "v000002").write_text("junk where the next version goes\n")  # publish fails
+    assert bot.ask("coverage", RetrainSymbol(symbol="BTC/USDT")).ok
+    settle()
+    finished = bot.events.of(TrainerFinished)
+    assert [f.ok for f in finished] == [False] and "cannot publish" in finished[0].detail
+    assert "models in use are unchanged" in caplog.text
+    btc = records(bot)["BTC/USDT"]
+    assert btc.state is SymbolState.ACTIVE and btc.model_version == "v000001"
+    assert btc.attempts == 1 and btc.next_attempt_at is not None  # retried after a backoff
+    assert [p.name for p in artifacts.list_versions(models_dir)] == ["v000001"]
+    assert list((models_dir / ".staging").iterdir()) == []  # the failed job left nothing
+    bot.events.clear()
+    bot.run(65)
+    signals = bot.events.of(SignalProduced)
+    assert [s.symbol for s in signals] == ["BTC/USDT"]  # still trading on v000001
+    attempts = SymbolStore(bot.system.db).attempts("BTC/USDT")
+    assert attempts[-1].outcome == "failed" and "cannot publish" in (attempts[-1].error or "")
+
+
+def test_staging_folders_left_by_a_killed_process_are_removed_at_start(
+    bots: list[Bot], tmp_path: Path
+) -> None:
+    bot = Bot(tmp_path, ["BTC/USDT"])
+    bots.append(bot)
+    publish_models(bot, "BTC/USDT")
+    models_dir = Path(bot.settings.data_dir) / "models"
+    leftover = stage_model(models_dir, "BTC/USDT")  # a fit finished, the bot died before publish
+    (leftover / "manifest.json").unlink()
+    bot.start()
+    assert not leftover.exists()
+    assert [p.name for p in artifacts.list_versions(models_dir)] == ["v000001"]
+
+
+# --- a training worker killed in the middle of a fit ------------------------------------------
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_fit_fails_the_training_with_backoff(
+    bots: list[Bot], tmp_path: Path
+) -> None:
+    from models.pool import TrainingPool
+
+    pool = TrainingPool(workers=1, kind="process")
+    bot = Bot(tmp_path, ["ETH/USDT"], pool=pool, training={"window_days": 4, "max_iter": 200})
+    bots.append(bot)
+    bot.start(wait=False)  # no model: the startup evaluation starts a trainer
+    deadline = time.monotonic() + 60
+    pid = None
+    while pid is None or _cpu_seconds(pid) < 0.3:  # the worker is busy fitting
+        assert time.monotonic() < deadline, "the worker never started fitting"
+        pids = pool.worker_pids() if pool.in_flight() else []
+        pid = pids[0] if pids else None
+        time.sleep(0.01)  # waiting for a real process to get going, not for time to pass
+    os.kill(pid, signal.SIGKILL)
+    settle()
+    finished = bot.events.of(TrainerFinished)
+    assert [f.ok for f in finished] == [False]
+    assert "BrokenProcessPool" in finished[0].detail
+    eth = records(bot)["ETH/USDT"]
+    assert eth.state is SymbolState.RETRY_WAIT and eth.attempts == 1
+    assert eth.next_attempt_at == pytest.approx(bot.clock.now() + 600, abs=1)
+    attempts = SymbolStore(bot.system.db).attempts("ETH/USDT")
+    assert [a.outcome for a in attempts] == ["failed"]
+    bot.run(600, step=300)  # after the backoff: a fresh worker trains it
+    assert len(bot.events.of(TrainerStarted)) == 2
+    assert records(bot)["ETH/USDT"].state is SymbolState.ACTIVE
+    assert pool.worker_pids() and pid not in pool.worker_pids()
+
+
+def test_a_full_disk_during_a_database_write_stops_the_trader_not_the_ledger(
+    bots: list[Bot], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write the database refuses is an error in the handler: the trader dies and the
+    supervisor restarts it; nothing half-written reaches the ledger."""
+    from storage.db import StorageError
+
+    bot = Bot(tmp_path, ["BTC/USDT"], trading=EVERY_CANDLE)
+    bots.append(bot)
+    publish_models(bot, "BTC/USDT")
+    ledger = bot.system.ledger
+    original = ledger.set_position
+    failures = []
+
+    def disk_full(*args: Any) -> None:
+        if not failures:
+            failures.append(1)
+            raise StorageError(f"{bot.system.db.path}: write failed: {os.strerror(errno.ENOSPC)}")
+        original(*args)
+
+    monkeypatch.setattr(ledger, "set_position", disk_full)
+    supervisor = Supervisor(bot.system)
+    bot.start()
+    died = restart_after_death(bot, supervisor, "trader")
+    assert "No space left on device" in died.error
+    # the order update and its position were one transaction: both or neither
+    assert bot.events.of(Reconciled)[-1].resolved == {"filled": 1}
+    ledger_and_exchange_agree(bot)
