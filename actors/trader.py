@@ -142,9 +142,13 @@ class TraderActor(BaseActor):
             case HealthTick():
                 self._health()
             case ModelsUpdated(models=models):
+                before = self._tradable()
                 self.models = models
+                self._trade_newly_tradable(before)
             case SymbolStates(records=records):
-                self._on_states({r.symbol: r.state for r in records})
+                before = self._tradable()
+                self.states = {r.symbol: r.state for r in records}
+                self._trade_newly_tradable(before)
             case Pause():
                 self.paused = True
                 self.ledger.set_value(PAUSED_KEY, "1")
@@ -215,18 +219,15 @@ class TraderActor(BaseActor):
 
     # --- trading ----------------------------------------------------------------------
 
-    def _on_states(self, states: dict[str, SymbolState]) -> None:
-        newly_active = [
-            s
-            for s, st in states.items()
-            if st is SymbolState.ACTIVE and self.states.get(s) is not SymbolState.ACTIVE
-        ]
-        self.states = states
+    def _tradable(self) -> set[str]:
+        return {s for s, st in self.states.items() if st is SymbolState.ACTIVE and s in self.models}
+
+    def _trade_newly_tradable(self, before: set[str]) -> None:
+        """Trade a symbol that just became ACTIVE with a model on the last closed candle now,
+        rather than up to a whole candle later (whichever of its state and model came last)."""
         if not self.reconciled:
             return
-        # Trade a symbol that just became ACTIVE on the last closed candle now,
-        # rather than up to a whole candle later.
-        for symbol in sorted(newly_active):
+        for symbol in sorted(self._tradable() - before):
             self._trade(symbol)
 
     def _trade(self, symbol: str) -> None:

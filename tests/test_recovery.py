@@ -177,6 +177,31 @@ def test_a_restarted_trader_keeps_its_positions_and_its_pause(
     assert after.realized_pnl == before.realized_pnl
 
 
+def test_a_symbol_trades_at_once_whichever_of_its_state_and_model_arrives_last(
+    tmp_path: Path,
+) -> None:
+    """A restarted trader learns states and models from two actors, in either order."""
+    from actors.messages import ModelsUpdated
+    from exchange.paper import PaperExchange
+    from exchange.synthetic import SyntheticMarket
+    from storage.ledger import MemoryLedger
+    from tests.harness import new_clock, published_model
+    from tests.test_actors_isolated import TraderRig, _states
+
+    clock = new_clock()
+    exchange = PaperExchange(
+        SyntheticMarket(anchor_ms=int(T0 * 1000)), now_ms=lambda: int(clock.now() * 1000)
+    )
+    rig = TraderRig(exchange, clock, MemoryLedger(), **EVERY_CANDLE)
+    rig.ref.tell(_states(BTC_USDT=SymbolState.ACTIVE))  # the state first ...
+    settle()
+    assert rig.events.of(OrderPlaced) == []
+    model = published_model(tmp_path, "BTC/USDT")
+    rig.ref.tell(ModelsUpdated(version=model.version, symbols=(), models={"BTC/USDT": model}))
+    settle()  # ... then its model: it trades on the last closed candle, not a candle later
+    assert [o.symbol for o in rig.events.of(OrderPlaced)] == ["BTC/USDT"]
+
+
 # --- coverage and restarts -----------------------------------------------------------------
 
 
