@@ -206,16 +206,30 @@ class _TableClock:
 
 
 class RealClock(_TableClock):
-    """Wall time. One daemon thread delivers due timers; `stop()` ends it."""
+    """Wall time. One daemon thread delivers due timers; `stop()` ends it.
 
-    def __init__(self) -> None:
+    `speed` > 1 runs it fast-forward from `start` (default: now), as
+    `start + (wall time - wall_start) * speed`: a paper bot that lives a day in
+    24 minutes, or a crash test whose restarted processes share one timeline.
+    """
+
+    def __init__(
+        self, speed: float = 1.0, start: float | None = None, wall_start: float | None = None
+    ) -> None:
+        if speed <= 0:
+            raise ValueError(f"clock speed must be > 0, got {speed}")
         super().__init__()
+        self._speed = speed
+        self._wall_start = time.time() if wall_start is None else wall_start
+        self._start = self._wall_start if start is None else start
         self._stopped = False
         self._thread = threading.Thread(target=self._run, name="clock", daemon=True)
         self._thread.start()
 
     def now(self) -> float:
-        return time.time()
+        if self._speed == 1.0 and self._start == self._wall_start:
+            return time.time()
+        return self._start + (time.time() - self._wall_start) * self._speed
 
     def _run(self) -> None:
         with self._cond:
@@ -223,7 +237,7 @@ class RealClock(_TableClock):
                 due = self._table.next_due()
                 wait = None if due is None else max(0.0, due - self.now())
                 if wait:
-                    self._cond.wait(timeout=wait)
+                    self._cond.wait(timeout=wait / self._speed)
                     continue
                 if due is None:
                     self._cond.wait()

@@ -5,6 +5,9 @@ scikit-learn (``models.training``), so starting one is cheap. Each worker caps
 OpenMP/BLAS at one thread, lowers its CPU priority with ``os.nice`` and ignores
 SIGINT (the supervisor owns shutdown). If a worker dies mid-fit, the job's
 future raises ``BrokenProcessPool`` and the next ``submit`` gets a fresh pool.
+If the bot itself dies (kill -9), its workers exit within about a second: a
+worker holds its own job queue open and the forkserver's liveness pipe, so
+without that neither would ever notice, and every crash would leak both.
 
 The forkserver is started by the first process-pool ``submit`` and is shared by
 the whole program. On Python 3.11 it imports the preload modules with its own
@@ -21,6 +24,7 @@ import multiprocessing
 import os
 import signal
 import threading
+import time
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Literal
@@ -35,7 +39,7 @@ FORKSERVER_PRELOAD: list[str] = ["models._worker_boot", "models.training"]
 _worker_thread_limits: Any = None
 
 
-def _init_worker(nice: int) -> None:
+def _init_worker(nice: int, owner: int = 0) -> None:
     """Process initializer: thread caps, lower priority, leave ^C to the parent."""
     global _worker_thread_limits
     importlib.import_module("models._worker_boot")  # env caps for libraries loaded later
@@ -47,6 +51,30 @@ def _init_worker(nice: int) -> None:
     if nice > 0:
         with contextlib.suppress(OSError):
             os.nice(nice)
+    if owner:
+        watch = threading.Thread(target=_exit_without, args=(owner,), name="owner", daemon=True)
+        watch.start()
+
+
+def _exit_without(owner: int, every_s: float = 0.5) -> None:
+    """End this worker once the process that owns the pool is gone (killed, not stopped)."""
+    while _alive(owner):
+        time.sleep(every_s)
+    os._exit(1)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a killed process its parent has not reaped yet still answers kill(0)
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return True
 
 
 class TrainingPool:
@@ -88,7 +116,7 @@ class TrainingPool:
             max_workers=self._workers,
             mp_context=ctx,
             initializer=_init_worker,
-            initargs=(self._nice,),
+            initargs=(self._nice, os.getpid()),
         )
 
     def _replace_executor(self) -> None:

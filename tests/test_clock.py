@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+import time
+
 import pykka
 import pytest
 
 from actors.base import BaseActor
-from actors.clock import ClockStalled, TimerTable, VirtualClock, _Timer
+from actors.clock import ClockStalled, RealClock, TimerTable, VirtualClock, _Timer
 from actors.messages import CoverageTick, Tick
 from tests.harness import Recorder, settle
 
@@ -117,3 +119,22 @@ def test_a_dead_target_loses_its_timer_not_the_clock() -> None:
     clock.advance(180)
     settle()
     assert _ticks(alive) == [60.0, 120.0, 180.0]
+
+
+def test_a_fast_real_clock_runs_its_timers_on_its_own_time() -> None:
+    clock = RealClock(speed=600.0, start=1000.0)
+    try:
+        ref = Counter.start(clock)  # type: ignore[arg-type]
+        first = clock.now() + 60
+        clock.schedule_periodic(60, ref, lambda at, tid: CoverageTick(at=at, timer_id=tid))
+        began = time.monotonic()
+        while len(_ticks(ref)) < 3:  # 180 s of its time: 0.3 s of ours
+            assert time.monotonic() - began < 10, _ticks(ref)
+            time.sleep(0.01)  # waiting for the clock's thread (real), not for virtual time
+        ticks = _ticks(ref)[:3]
+        assert ticks == pytest.approx([first, first + 60, first + 120], abs=1.0)
+        assert 1000.0 + 180 <= clock.now() < 1000.0 + 600 * (time.monotonic() - began + 1)
+    finally:
+        clock.stop()
+    with pytest.raises(ValueError, match="speed"):
+        RealClock(speed=0)
