@@ -667,15 +667,22 @@ def load_or_create_token(data_dir: str | Path, environ: Mapping[str, str] | None
     if token is None:
         path.parent.mkdir(parents=True, exist_ok=True)
         value = secrets.token_urlsafe(32)
+        # written aside and linked into place: a bot killed mid-write leaves no empty token
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(value + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o600)
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            os.link(tmp, path)  # fails if the name exists: never replaces a token
         except FileExistsError:  # another process was faster: use its token
             again = read_token(data_dir, environ)
             assert again is not None
             return again
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(value + "\n")
-        os.chmod(path, 0o600)
+        finally:
+            tmp.unlink(missing_ok=True)
         log.info("Admin token created in %s (mode 0600)", path)
         return Token(value, f"file {path}")
     if token.source.startswith("file "):
