@@ -249,3 +249,50 @@ def test_an_exchange_that_cannot_answer_stops_the_pass_and_keeps_what_was_done(
     assert ledger.get(second).state is OrderState.SENT  # type: ignore[union-attr]
     report = reconcile(paper, ledger, now=T0 + 2)  # the next attempt finishes the job
     assert report.resolved == {"never sent": 1}
+
+
+# --- the same pass through ccxt, against the loopback fake Binance ----------------------------
+
+
+def test_reconciliation_through_ccxt_on_the_fake_binance(tmp_path: Path) -> None:
+    from exchange.ccxt_exchange import CcxtConfig, CcxtExchange, Credentials
+    from tests.fake_binance import API_KEY, API_SECRET, FakeBinance
+    from tests.test_exchange_ccxt import FakeTime, real_ms
+
+    db = Database.open(tmp_path / "tradeactors.db")
+    ledger = SqliteLedger(db)
+    with FakeBinance() as fake:
+        clock = FakeTime()  # the adapter's waits are recorded, not slept
+        ccxt_port = CcxtExchange(
+            CcxtConfig(base_url=fake.url, timeout_ms=3000, rate_limit=False),
+            Credentials(API_KEY, API_SECRET),
+            now_ms=real_ms,
+            sleep=clock.sleep,
+            monotonic=clock.monotonic,
+        )
+        try:
+            btc, btc_request = intent(ledger, "BTC/USDT", Intent.ENTRY, 0.002, OrderState.SENT)
+            ccxt_port.create_order(btc_request)  # filled on the exchange, answer lost
+            eth, _ = intent(ledger, "ETH/USDT", Intent.ENTRY, 0.05, OrderState.SENT)  # never sent
+            report = reconcile(ccxt_port, ledger, now=T0)
+            balances = ccxt_port.fetch_balances()
+        finally:
+            ccxt_port.close()
+    assert report.mismatches == []
+    assert report.summary("binance") == (
+        "Reconciled with binance: 2 orders resolved (1 filled, 1 never sent), 1 position, "
+        "0 mismatches"
+    )
+    assert ledger.get(btc).state is OrderState.FILLED  # type: ignore[union-attr]
+    assert ledger.get(eth).state is OrderState.REJECTED  # type: ignore[union-attr]
+    assert ledger.positions()["BTC/USDT"].amount == pytest.approx(balances["BTC"].total)
+    assert [o.client_id for o in fake.orders] == [btc]  # nothing was sent by reconciling
+    db.close()
+
+
+def test_a_shortfall_the_size_of_a_fee_adjusts_the_position_without_a_mismatch() -> None:
+    fee = check_position("BTC/USDT", 0.002, 0.001998)  # 0.1 % taken in BTC
+    assert fee.position_amount == 0.001998 and fee.mismatch is None
+    assert fee.note == (
+        "BTC/USDT: position 0.002 BTC set to the 0.001998 BTC the exchange holds (fees paid in BTC)"
+    )

@@ -43,6 +43,9 @@ from storage.ledger import (
 
 REALIZED_PNL_KEY = "trader.realized_pnl"
 NEVER_SENT = "never sent"
+# Binance (without BNB) takes a buy's fee from the coins bought: 0.1 % less than filled is
+# held. A shortfall up to this fraction of the position is a fee, not a mismatch.
+FEE_SHORTFALL = 0.005
 
 
 def order_state(order: Order) -> OrderState:
@@ -189,6 +192,7 @@ class PositionCheck(msgspec.Struct, frozen=True):
     exchange_amount: float
     position_amount: float | None  # what the position becomes; None = flat
     mismatch: str | None = None  # the log line, when they disagree
+    note: str | None = None  # the log line of an adjustment that is no mismatch
 
 
 def check_position(
@@ -200,6 +204,17 @@ def check_position(
     ours = ledger_amount if ledger_amount > tolerance else None
     if abs(ledger_amount - exchange_amount) <= tolerance:
         return PositionCheck(symbol, ledger_amount, exchange_amount, ours)
+    if exchange_amount < ledger_amount and ledger_amount - exchange_amount <= (
+        FEE_SHORTFALL * ledger_amount
+    ):
+        return PositionCheck(
+            symbol,
+            ledger_amount,
+            exchange_amount,
+            exchange_amount,
+            note=f"{symbol}: position {ledger_amount:.10g} {base} set to the "
+            f"{exchange_amount:.10g} {base} the exchange holds (fees paid in {base})",
+        )
     if exchange_amount < ledger_amount:
         now_held = exchange_amount if exchange_amount > tolerance else None
         return PositionCheck(
@@ -310,6 +325,8 @@ def _check_positions(exchange: ExchangePort, ledger: Ledger, report: ReconcileRe
         check = check_position(symbol, ours, held, market.amount_step if market else 0.0)
         if check.mismatch:
             report.mismatches.append(check.mismatch)
+        if check.note:
+            report.notes.append(check.note)
         if check.position_amount is None:
             if symbol in positions:
                 ledger.set_position(symbol, None)
