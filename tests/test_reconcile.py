@@ -96,6 +96,9 @@ def test_fills_build_and_close_a_position() -> None:
     assert pnl == pytest.approx(2_000 * 0.001 - 0.06) and position is not None
     position, pnl = apply_fill(position, "BTC/USDT", "sell", 0.003, 61_000.0, 0.18, now=4.0)
     assert position is None and pnl == pytest.approx(-0.18)
+    # a buy whose fee was taken in BTC: selling all that is held closes the position
+    bought = Position(symbol="BTC/USDT", amount=0.002, entry_price=60_000.0, opened_at=1.0)
+    assert apply_fill(bought, "BTC/USDT", "sell", 0.001998, 60_000.0, 0.12, now=2)[0] is None
 
 
 def test_positions_are_checked_against_balances() -> None:

@@ -97,7 +97,7 @@ def apply_fill(
         return None, 0.0  # sold what the ledger did not hold: the balance check reports it
     pnl = (price - position.entry_price) * min(amount, position.amount) - fee_quote
     left = position.amount - amount
-    if left <= 1e-12 * max(1.0, position.amount):
+    if left <= FEE_SHORTFALL * position.amount:  # all of it, or all the fee taken in coin left
         return None, pnl
     return msgspec.structs.replace(position, amount=left), pnl
 
