@@ -17,16 +17,25 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 class BotProcess:
-    def __init__(self, settings: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        settings: Path,
+        env: dict[str, str] | None = None,
+        argv: list[str] | None = None,
+        new_session: bool = False,
+    ) -> None:
+        """`argv`: instead of `supervisor.py --settings FILE`; `new_session`: its own process
+        group (to clean up whatever it started)."""
         self.lines: list[str] = []
         self._cond = threading.Condition()
         self.proc = subprocess.Popen(
-            [sys.executable, "supervisor.py", "--settings", str(settings)],
+            [sys.executable, *(argv or ["supervisor.py", "--settings", str(settings)])],
             cwd=ROOT,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+            start_new_session=new_session,
         )
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()

@@ -38,15 +38,14 @@ import re
 import shutil
 import signal
 import sqlite3
-import subprocess
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.botproc import BotProcess
+
 SYMBOLS = ("BTC/USDT", "ETH/USDT", "SOL/USDT")
 T0 = 1_795_651_200.0  # tests.harness.T0: the timeline starts here, so the market is the same
 SPEED = 120.0  # a 1m candle every 0.5 s
@@ -173,47 +172,23 @@ def check(snap: Snapshot) -> None:
 # --- one bot process ----------------------------------------------------------------------
 
 
-class BotProcess:
+class KillableBot(BotProcess):
+    """The bot on a fast clock with a slow paper exchange, in its own process group."""
+
     def __init__(self, settings: Path, wall_start: float, speed: float, latency_ms: float):
         self.started_at = time.monotonic()
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "tests.killing",
-                "bot",
-                "--settings",
-                str(settings),
-                "--wall-start",
-                repr(wall_start),
-                "--speed",
-                repr(speed),
-                "--latency-ms",
-                repr(latency_ms),
-            ],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            start_new_session=True,
-        )
-        self.lines: list[str] = []
-        self._cond = threading.Condition()
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
+        argv = ["-m", "tests.killing", "bot", "--settings", str(settings)]
+        argv += ["--wall-start", repr(wall_start), "--speed", repr(speed)]
+        argv += ["--latency-ms", repr(latency_ms)]
+        super().__init__(settings, argv=argv, new_session=True)
 
     def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            with self._cond:
-                self.lines.append(line)
-                self._cond.notify_all()
+        super()._read()
         with self._cond:
-            self.lines.append("")  # EOF marker
+            self.lines.append("")  # EOF marker: the process is gone
             self._cond.notify_all()
 
-    def wait_for(self, pattern: str, timeout: float, after: int = 0) -> int | None:
+    def line_index(self, pattern: str, timeout: float, after: int = 0) -> int | None:
         """Index of the first line from `after` on containing `pattern`; None at EOF or timeout."""
         deadline = time.monotonic() + timeout
         with self._cond:
@@ -237,9 +212,8 @@ class BotProcess:
         self._reap()
 
     def terminate(self, timeout: float = 60.0) -> int:
-        self.proc.send_signal(signal.SIGTERM)
         try:
-            return self.proc.wait(timeout=timeout)
+            return self.stop(timeout)
         finally:
             self._reap()
 
@@ -247,10 +221,6 @@ class BotProcess:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGKILL)  # a worker or forkserver left behind
         self._reader.join(timeout=10)
-
-    def text(self) -> str:
-        with self._cond:
-            return "".join(self.lines)
 
 
 # --- the loop -------------------------------------------------------------------------------
@@ -288,8 +258,8 @@ class KillLoop:
         self.pending: set[str] = set()  # on the wire at the last kill, not reconciled since
         self.rows: list[Row] = []
 
-    def _spawn(self) -> BotProcess:
-        return BotProcess(self.settings, self.wall_start, self.speed, self.latency_ms)
+    def _spawn(self) -> KillableBot:
+        return KillableBot(self.settings, self.wall_start, self.speed, self.latency_ms)
 
     def iteration(self) -> Row:
         before = read_snapshot(self.data_dir)
@@ -299,8 +269,8 @@ class KillLoop:
             if phase == "startup":
                 time.sleep(self.random.uniform(0.3, 2.5))  # a random moment of the start
             else:
-                if bot.wait_for("Reconciled with paper", timeout=60) is None:
-                    raise InvariantBroken("the bot did not reconcile:\n" + bot.text())
+                if bot.line_index("Reconciled with paper", timeout=60) is None:
+                    raise InvariantBroken("the bot did not reconcile:\n" + bot.text)
                 time.sleep(self.random.uniform(0.0, 1.2))  # a random moment of trading
         finally:
             bot.kill()
@@ -313,13 +283,13 @@ class KillLoop:
         before = read_snapshot(self.data_dir)
         bot = self._spawn()
         try:
-            at = bot.wait_for("Reconciled with paper", timeout=60)
-            if at is None or bot.wait_for(", order ta", timeout=60, after=at) is None:
-                raise InvariantBroken("the final run did not reconcile and trade:\n" + bot.text())
+            at = bot.line_index("Reconciled with paper", timeout=60)
+            if at is None or bot.line_index(", order ta", timeout=60, after=at) is None:
+                raise InvariantBroken("the final run did not reconcile and trade:\n" + bot.text)
         finally:
             code = bot.terminate()
         if code != 0:
-            raise InvariantBroken(f"clean stop exited {code}:\n{bot.text()}")
+            raise InvariantBroken(f"clean stop exited {code}:\n{bot.text}")
         row = Row(len(self.rows) + 1, "final", time.monotonic() - bot.started_at, False)
         self._after(bot, before, row)
         snap = read_snapshot(self.data_dir)
@@ -327,8 +297,8 @@ class KillLoop:
             raise InvariantBroken(f"orders left on the wire by a clean stop: {snap.in_flight()}")
         return row
 
-    def _after(self, bot: BotProcess, before: Snapshot, row: Row) -> None:
-        text = bot.text()
+    def _after(self, bot: KillableBot, before: Snapshot, row: Row) -> None:
+        text = bot.text
         if "Traceback" in text or " ERROR " in text:
             raise InvariantBroken(f"iteration {row.iteration} logged an error:\n{text}")
         snap = read_snapshot(self.data_dir)

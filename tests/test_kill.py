@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.killing import ROOT, KillLoop, Row, pretrain, read_snapshot, table
+from tests.botproc import ROOT
+from tests.killing import KillLoop, Row, pretrain, read_snapshot, table
 
 LANES = 2  # two data folders killed side by side: 2 x 10 iterations in the time of 10
 ITERATIONS = 10  # per lane
