@@ -125,8 +125,14 @@ class TraderActor(BaseActor):
                 self._heartbeat()
             case HealthTick():
                 self._health()
-            case ModelsUpdated(models=models):
+            case ModelsUpdated(models=models, symbols=changed):
                 self.models = models
+                # The store's ModelsUpdated and coverage's SymbolStates race to this
+                # mailbox: whichever comes second trades a newly active symbol, so the
+                # outcome does not depend on thread timing (a simulation replays exactly).
+                for symbol in sorted(changed):
+                    if self.states.get(symbol) is SymbolState.ACTIVE:
+                        self._trade(symbol)
             case SymbolStates(records=records):
                 self._on_states({r.symbol: r.state for r in records})
             case Pause():
