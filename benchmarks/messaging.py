@@ -11,6 +11,9 @@ consumer that counts them:
   when the ask queued after the last message returns. On two busy cores this
   mostly measures how the GIL passes between the two threads, so it is noisy.
 The variants run interleaved, `--rounds` times each; the tables show medians.
+Last, the handler alone: `on_receive` called in a loop in one thread (no
+mailbox, no thread switch), raw pykka actor vs BaseActor: what BaseActor adds
+per message, without the noise of two threads.
 Target: BaseActor drain rate >= 80 % of raw pykka's.
 """
 
@@ -21,6 +24,7 @@ import queue
 import statistics
 import threading
 import time
+import timeit
 from collections.abc import Callable
 from typing import Any
 
@@ -113,6 +117,15 @@ def base_actor_address(n: int, drain: bool) -> float:
     return _through(ref, Address("bench", ref).tell, n, drain)
 
 
+def handler_ns(calls: int = 200_000) -> dict[str, float]:
+    """Best of 5 loops of `on_receive(MESSAGE)` on an actor object (not started), in ns."""
+    out = {}
+    for name, actor in (("raw", RawCounter()), ("base", Counter())):
+        best = min(timeit.repeat(lambda a=actor: a.on_receive(MESSAGE), number=calls, repeat=5))
+        out[name] = best / calls * 1e9
+    return out
+
+
 VARIANTS: dict[str, Callable[[int, bool], float]] = {
     "queue.Queue put/get": raw_queue,
     "raw pykka tell": raw_pykka,
@@ -152,6 +165,11 @@ def main() -> None:
             rows,
         )
     )
+    handler = handler_ns()
+    print(
+        f"on_receive alone: raw pykka actor {handler['raw']:.0f} ns, BaseActor "
+        f"{handler['base']:.0f} ns per message (+{handler['base'] - handler['raw']:.0f} ns)"
+    )
     drain = medians["drain"]
     _common.result(
         "messaging",
@@ -160,6 +178,7 @@ def main() -> None:
         pykka_vs_queue=drain["raw pykka tell"] / drain["queue.Queue put/get"],
         stream_base_actor_vs_pykka=medians["stream"]["BaseActor tell"]
         / medians["stream"]["raw pykka tell"],
+        handler_ns=handler,
         rates=medians,
     )
 
