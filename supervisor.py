@@ -379,6 +379,7 @@ def simulate(
             days * 86_400,
             monitor=monitor,
             sample_s=settings.heartbeat_s,
+            supervisor=Supervisor(system).handle,
             on_step=on_step,
         )
     return simulation.summarize(

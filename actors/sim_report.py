@@ -56,6 +56,8 @@ class Summary(msgspec.Struct, kw_only=True):
     model_reloads_by_trigger: dict[str, int]
     models_published: int
     heartbeats: int
+    actor_restarts: int  # permanent actors the supervisor restarted after a crash
+    stopped_early: str | None  # why the supervisor stopped the bot before the end, if it did
     duplicate_trainings: int  # a trainer started for a symbol that already had one
     invariant_violations: list[str]
     orders: int
@@ -101,6 +103,8 @@ def format_summary(summary: Summary, out: Path | None = None) -> str:
         f"universe_refreshes: {s.universe_refreshes}",
         f"model_reloads: {s.model_reloads} ({by_trigger}); models_published: {s.models_published}",
         f"heartbeats: {s.heartbeats}",
+        f"actor_restarts: {s.actor_restarts}"
+        + (f"; the bot STOPPED early: {s.stopped_early}" if s.stopped_early else ""),
         f"duplicate_trainings: {s.duplicate_trainings}",
         f"invariant_violations: {len(s.invariant_violations) or 'none'}",
         *(f"  - {v}" for v in s.invariant_violations[:20]),
@@ -278,6 +282,8 @@ def render_html(summary: Summary) -> str:
         ("Model reloads", f"{s.model_reloads} {s.model_reloads_by_trigger}"),
         ("Models published", str(s.models_published)),
         ("Heartbeats", str(s.heartbeats)),
+        ("Actor restarts", str(s.actor_restarts)),
+        ("Stopped early", s.stopped_early or "no"),
         ("Duplicate trainings", str(s.duplicate_trainings)),
         ("Orders", f"{s.orders} (fills {s.fills}, refused {s.orders_failed})"),
         ("Final equity", f"{s.final_equity:,.2f} (from {s.starting_balance:,.2f})"),

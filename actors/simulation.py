@@ -21,9 +21,11 @@ Same seed and settings give the same summary apart from `WALL_FIELDS`.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import math
+import queue
 import sys
 import threading
 import time
@@ -35,12 +37,14 @@ from pathlib import Path
 from typing import Any, Literal, Protocol, TextIO
 
 import msgspec
+import pykka
 from threadpoolctl import threadpool_limits
 
 from actors import sim_report
 from actors.base import Address, Topic, background, wait_quiet
 from actors.clock import Clock, VirtualClock
 from actors.messages import (
+    ActorDied,
     ActorRestarted,
     CoverageChecked,
     Event,
@@ -410,23 +414,40 @@ class Observer:
 # --- the scheduler -----------------------------------------------------------------------
 
 
+class BotStopped(Exception):
+    """The supervisor stopped the bot (an actor died too often): the run ends here."""
+
+
 class Scheduler:
-    """Moves virtual time to the next due timer, only once everything has settled."""
+    """Moves virtual time to the next due timer, only once everything has settled.
+
+    `supervise()`, if given, handles what reached the supervisor's mailbox (an
+    actor died: restart it) and says whether there was anything; it raises
+    `BotStopped` when the supervisor gives up.
+    """
 
     def __init__(
-        self, clock: VirtualClock, pool: DeterministicPool | None, timeout_s: float = 600.0
+        self,
+        clock: VirtualClock,
+        pool: DeterministicPool | None,
+        supervise: Callable[[], bool] | None = None,
+        timeout_s: float = 600.0,
     ) -> None:
         self.clock = clock
         self.pool = pool
+        self.supervise = supervise
         self.timeout_s = timeout_s
         self.steps = 0
 
     def settle(self) -> None:
-        """Every mailbox empty, no fit running, no fit result held back."""
+        """Every mailbox empty (the supervisor's too), no fit running, no fit result held."""
         while True:
             wait_quiet(self.timeout_s)
-            if self.pool is None or not self.pool.release_next(self.timeout_s):
-                return
+            if self.pool is not None and self.pool.release_next(self.timeout_s):
+                continue
+            if self.supervise is not None and self.supervise():
+                continue
+            return
 
     def step(self, until: float) -> bool:
         """Deliver the timers due next (if before `until`) and settle; False when none is."""
@@ -442,6 +463,10 @@ class Scheduler:
 # --- a run -------------------------------------------------------------------------------
 
 
+class _Inbox(Protocol):
+    queue: queue.Queue[Any]
+
+
 class SimulatedSystem(Protocol):
     """What `run` needs of `supervisor.System`."""
 
@@ -450,6 +475,11 @@ class SimulatedSystem(Protocol):
     ledger: Ledger
     events: Topic
     addresses: dict[str, Address]
+
+    @property
+    def mailbox(self) -> _Inbox:
+        """The supervisor's: ActorDied, StopRequested."""
+        ...
 
     def start(self) -> None: ...
 
@@ -461,13 +491,14 @@ class SimRun:
     """Everything a run produced, before it is summarized."""
 
     start: float
-    end: float
+    end: float  # where virtual time stopped: the planned end, or earlier if the bot stopped
     wall_seconds: float
     steps: int
+    stopped: str | None  # why the supervisor stopped the bot before the end, if it did
     monitor: InvariantMonitor
     tally: EventTally
     equity: list[tuple[float, float]]  # (virtual time, trader equity)
-    final_status: TraderStatus
+    final_equity: float
     orders: list[OrderRow]
     last_prices: dict[str, float]
     final_states: dict[str, str]
@@ -481,41 +512,70 @@ def run(
     *,
     monitor: InvariantMonitor,
     sample_s: float = HOUR_S,
+    supervisor: Callable[[Any], bool] | None = None,
     on_step: Callable[[float, float], None] | None = None,
 ) -> SimRun:
     """Run `system` for `seconds` of virtual time from the clock's now; stops it at the end.
 
-    `on_step(virtual seconds done, wall seconds spent)` is called after every step
-    (the progress bar). Ticks due exactly at the end are not delivered.
+    `supervisor(message)` handles each message of the supervisor's mailbox as a
+    live run does (`supervisor.Supervisor.handle`: restart a dead actor; False
+    when the bot must stop). `on_step(virtual seconds done, wall seconds spent)`
+    is called after every step (the progress bar). Ticks due exactly at the end
+    are not delivered.
     """
     observer = Observer(monitor)
     system.events.subscribe("simulation", observer)
     start = clock.now()
     end = start + seconds
-    scheduler = Scheduler(clock, pool)
+    stopped: list[str] = []
+
+    def supervise() -> bool:
+        handled_any = False
+        while supervisor is not None:
+            try:
+                message = system.mailbox.queue.get_nowait()
+            except queue.Empty:
+                break
+            handled_any = True
+            if not supervisor(message):
+                if isinstance(message, ActorDied):
+                    stopped.append(f"{message.name} died too often, last: {message.error}")
+                else:
+                    stopped.append(getattr(message, "reason", None) or str(message))
+                raise BotStopped(stopped[-1])
+        return handled_any
+
+    scheduler = Scheduler(clock, pool, supervise)
     trader = system.addresses["trader"]
     equity: list[tuple[float, float]] = []
     wall_start = time.monotonic()
     next_sample = start
     try:
         system.start()
-        scheduler.settle()
-        while True:
-            now = clock.now()
-            if now >= next_sample:
-                status: TraderStatus = trader.ask(GetTraderStatus())
-                equity.append((now, status.equity))
-                next_sample = start + (math.floor((now - start) / sample_s) + 1) * sample_s
-            if on_step is not None:
-                on_step(now - start, time.monotonic() - wall_start)
-            if not scheduler.step(end):
-                break
-        final: TraderStatus = trader.ask(GetTraderStatus())
+        with contextlib.suppress(BotStopped):
+            scheduler.settle()
+            while True:
+                now = clock.now()
+                if now >= next_sample:
+                    status: TraderStatus = trader.ask(GetTraderStatus())
+                    equity.append((now, status.equity))
+                    next_sample = start + (math.floor((now - start) / sample_s) + 1) * sample_s
+                if on_step is not None:
+                    on_step(now - start, time.monotonic() - wall_start)
+                if not scheduler.step(end):
+                    break
+        if stopped:
+            end = clock.now()
+            log.error("Simulation ended early at %s: the bot stopped (%s)", utc(end), stopped[0])
+        try:
+            final = trader.ask(GetTraderStatus()).equity
+        except pykka.ActorDeadError:  # the bot stopped: its last sample stands
+            final = equity[-1][1] if equity else math.nan
         if not equity or equity[-1][0] < clock.now():
-            equity.append((clock.now(), final.equity))
+            equity.append((clock.now(), final))
         wall = time.monotonic() - wall_start
         if on_step is not None:
-            on_step(seconds, wall)
+            on_step(end - start, wall)
     finally:
         system.stop()
         system.events.unsubscribe("simulation")
@@ -526,10 +586,11 @@ def run(
         end=end,
         wall_seconds=wall,
         steps=scheduler.steps,
+        stopped=stopped[0] if stopped else None,
         monitor=monitor,
         tally=observer.tally,
         equity=equity,
-        final_status=final,
+        final_equity=final,
         orders=orders,
         last_prices=_last_prices(system.exchange, system.settings.timeframe, symbols),
         final_states={
@@ -637,6 +698,8 @@ def summarize(
         model_reloads_by_trigger=reloads,
         models_published=reloads.get("published", 0),
         heartbeats=tally.count("heartbeats"),
+        actor_restarts=tally.count("actor_restarts"),
+        stopped_early=sim.stopped,
         duplicate_trainings=monitor.duplicate_trainings,
         invariant_violations=list(monitor.violations),
         orders=tally.count("orders"),
@@ -644,7 +707,7 @@ def summarize(
         fills=tally.count("fills"),
         signals=tally.count("signals"),
         starting_balance=settings.exchange.starting_balance,
-        final_equity=round(sim.final_status.equity, 6),
+        final_equity=round(sim.final_equity, 6),
         max_drawdown=round(drawdown, 6),
         max_drawdown_quote=round(drawdown_abs, 6),
         training=TrainingSummary(
@@ -732,21 +795,8 @@ TRAINING_NOTE = (
 )
 
 
-class Simulate(Protocol):
-    """`supervisor.simulate`: builds the system and runs it (only the supervisor knows actors)."""
-
-    def __call__(
-        self,
-        settings: Settings,
-        *,
-        days: float,
-        symbols: int | None = None,
-        seed: int | None = None,
-        pool_kind: Literal["thread", "process"] = "thread",
-        workers: int | None = None,
-        clock: VirtualClock | None = None,
-        on_step: Callable[[float, float], None] | None = None,
-    ) -> Summary: ...
+# `supervisor.simulate` (only the supervisor knows the actors, so it builds the system).
+Simulate = Callable[..., Summary]
 
 
 def add_parser(commands: Any) -> None:
@@ -801,8 +851,8 @@ def configure_logging(clock: Clock, path: Path, level: str, bar: ProgressBar) ->
 
 
 def command(args: Any, simulate: Simulate) -> int:
-    """`python supervisor.py simulate`: 0 when the run kept every invariant, 1 if not, 2 on
-    bad arguments."""
+    """`python supervisor.py simulate`: 0 when the run kept every invariant to the end, 1 if
+    not (or the bot stopped early), 2 on bad arguments, 130 on Ctrl-C."""
     try:
         settings = load_settings(args.settings)
     except SettingsError as exc:
@@ -844,9 +894,13 @@ def command(args: Any, simulate: Simulate) -> int:
             clock=clock,
             on_step=bar.update,
         )
+    except KeyboardInterrupt:
+        bar.finish()
+        print("simulate: interrupted; no report written", file=sys.stderr)
+        return 130
     finally:
         bar.finish()
         thread_cap.restore_original_limits()
     sim_report.write(out, summary)
     print(sim_report.format_summary(summary, out))
-    return 1 if summary.invariant_violations else 0
+    return 1 if summary.invariant_violations or summary.stopped_early else 0

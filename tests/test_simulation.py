@@ -31,6 +31,7 @@ from actors.messages import (
     SignalProduced,
     SymbolStates,
     SymbolTransition,
+    TradeTick,
     TrainerFinished,
     TrainerStarted,
     UniverseRefreshed,
@@ -444,6 +445,55 @@ def test_monitor_catches_training_of_a_symbol_blocked_for_history(
         for v in summary.invariant_violations
     )
     assert any("(invariant 3)" in v for v in summary.invariant_violations)
+
+
+# --- the supervisor works in a simulation as in a live run -----------------------------
+
+
+class CrashOnceTrader(TraderActor):
+    """Raises on the first trade tick after 30 minutes, once per test."""
+
+    crashes: list[float] = []
+
+    def receive(self, message: Any) -> Any:
+        if isinstance(message, TradeTick) and message.at >= T + 1800 and not self.crashes:
+            self.crashes.append(message.at)
+            raise RuntimeError("simulated crash")
+        return super().receive(message)
+
+
+class CrashingTrader(TraderActor):
+    """After 10 minutes it dies on its next tick, and then at every start."""
+
+    def started(self) -> None:
+        if self.clock.now() >= T + 600:
+            raise RuntimeError("cannot start")
+        super().started()
+
+    def receive(self, message: Any) -> Any:
+        if isinstance(message, TradeTick) and message.at >= T + 600:
+            raise RuntimeError("simulated crash")
+        return super().receive(message)
+
+
+def test_a_crashed_trader_is_restarted_and_the_run_goes_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(CrashOnceTrader, "crashes", [])
+    monkeypatch.setattr(supervisor, "TraderActor", CrashOnceTrader)
+    summary = simulate(0.05, 1)
+    assert CrashOnceTrader.crashes == [T + 1802]
+    assert summary.actor_restarts == 1 and summary.stopped_early is None
+    assert summary.invariant_violations == [] and summary.sim_seconds == 0.05 * DAY_S
+    traded = [t for t, _ in summary.equity_curve]
+    assert traded[-1] * 3600 == pytest.approx(0.05 * DAY_S, abs=120)  # sampled to the end
+
+
+def test_a_trader_that_keeps_dying_stops_the_simulation(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(supervisor, "TraderActor", CrashingTrader)
+    summary = simulate(0.05, 1)
+    assert summary.actor_restarts == 3  # the budget: 3 restarts within 60 s, the 4th death stops
+    assert summary.stopped_early == "trader died too often, last: RuntimeError: cannot start"
+    assert summary.sim_seconds == 602  # the first trade tick after 10 minutes
+    assert "the bot STOPPED early" in format_summary(summary)
 
 
 @pytest.mark.slow
