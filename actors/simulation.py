@@ -13,10 +13,13 @@ and hands it to `run`, which:
   become ACTIVE) in the same order on every run;
 - feeds every event of the system's topic to an `InvariantMonitor` (DESIGN.md's
   invariants, checked while it runs) and an `EventTally` (what the summary counts);
+- hands what reaches the supervisor's mailbox (an actor died) to the live
+  `Supervisor.handle` between steps, so dead actors are restarted as in a live run;
 - samples the trader's equity every `sample_s` of virtual time.
 
 `summarize` turns the run into a `Summary` (pure); `actors.sim_report` writes it.
-Same seed and settings give the same summary apart from `WALL_FIELDS`.
+Same seed and settings give the same summary apart from `sim_report.WALL_FIELDS`.
+`add_parser` and `command` are the `python supervisor.py simulate` command line.
 """
 
 from __future__ import annotations
