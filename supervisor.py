@@ -2,6 +2,7 @@
 
     python supervisor.py [--settings FILE]     run the bot (paper + synthetic market by default)
     python supervisor.py shell [-c CMD]        the admin shell (docs/admin.md)
+    python supervisor.py simulate --days N     the same actors on virtual time, with a report
 
 The supervisor is the only module that knows every actor. It starts the model
 store, the coverage actor and the trader (in that order), hands each the
@@ -27,30 +28,33 @@ import os
 import queue
 import signal
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 import pykka
 from threadpoolctl import threadpool_limits
 
+from actors import simulation
 from actors.admin import AdminServer, TokenError, load_or_create_token
 from actors.admin_shell import DEFAULT_HISTORY, run_shell
 from actors.base import Address, BaseActor, Topic, TrainerDirectory
-from actors.clock import Clock, RealClock
+from actors.clock import Clock, RealClock, VirtualClock
 from actors.coverage import CoverageActor
 from actors.messages import ActorDied, ActorRestarted, StopRequested
 from actors.model_store import ModelStoreActor
 from actors.policy.restarts import RestartBudget
 from actors.settings import Settings, SettingsError, load_settings
+from actors.sim_report import Summary
 from actors.trader import TraderActor
 from actors.trainer import TrainerActor
 from exchange.paper import PaperExchange
 from exchange.port import ExchangePort
-from exchange.synthetic import SyntheticMarket
+from exchange.synthetic import SyntheticMarket, synthetic_specs
 from exchange.types import ExchangeError
 from models import artifacts
 from models.pool import TrainingPool
@@ -449,6 +453,74 @@ def _run_system(settings: Settings, clock: RealClock) -> int:
     return Supervisor(system, admin=admin).run()
 
 
+# --- simulation: the same actors on a virtual clock (actors/simulation.py) ------------------
+
+
+def simulate(
+    settings: Settings,
+    *,
+    days: float,
+    symbols: int | None = None,
+    seed: int | None = None,
+    pool_kind: Literal["thread", "process"] = "thread",
+    workers: int | None = None,
+    clock: VirtualClock | None = None,
+    on_step: Callable[[float, float], None] | None = None,
+) -> Summary:
+    """Run the whole bot for `days` of virtual time on `symbols` synthetic symbols.
+
+    Paper exchange over the synthetic market whatever `exchange.kind` says; model
+    files and candles in a temporary folder (nothing on disk is reused or kept).
+    """
+    seed = settings.exchange.seed if seed is None else seed
+    specs = synthetic_specs(symbols)
+    workers = workers or os.cpu_count() or 1
+    vclock = clock or VirtualClock(start=simulation.SIM_START)
+    replace = msgspec.structs.replace
+    with tempfile.TemporaryDirectory(prefix="tradeactors-sim-") as data_dir:
+        settings = replace(
+            settings,
+            data_dir=data_dir,
+            exchange=replace(settings.exchange, seed=seed),
+            universe=replace(settings.universe, top_n=max(settings.universe.top_n, len(specs))),
+        )
+        market = SyntheticMarket(anchor_ms=int(vclock.now() * 1000), seed=seed, specs=specs)
+        paper = settings.exchange
+        exchange = PaperExchange(
+            market,
+            now_ms=lambda: int(vclock.now() * 1000),
+            quote=paper.quote,
+            starting_balance=paper.starting_balance,
+            fee_rate=paper.fee_rate,
+            slippage_bps=paper.slippage_bps,
+        )
+        pool = simulation.DeterministicPool(workers=workers, kind=pool_kind)
+        monitor = simulation.InvariantMonitor(
+            coverage_interval_s=settings.coverage.interval_s,
+            min_history_days=settings.coverage.min_history_days,
+            listed_at={s.symbol: market.listed_ms(s.symbol) / 1000 for s in specs},
+        )
+        system = System(settings, vclock, exchange, pool)
+        result = simulation.run(
+            system,
+            vclock,
+            pool,
+            days * 86_400,
+            monitor=monitor,
+            sample_s=settings.heartbeat_s,
+            supervisor=Supervisor(system).handle,
+            on_step=on_step,
+        )
+    return simulation.summarize(
+        result,
+        settings,
+        seed=seed,
+        pool=pool_kind,
+        workers=workers,
+        training_note=simulation.TRAINING_NOTE,
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python supervisor.py", description=__doc__.split("\n")[0]
@@ -457,6 +529,7 @@ def main(argv: list[str] | None = None) -> int:
         "--settings", default="settings.yaml", help="settings file (default: %(default)s)"
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    simulation.add_parser(commands)
     shell = commands.add_parser(
         "shell",
         help="the admin shell: steer the running bot",
@@ -475,6 +548,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "shell":
         history = args.history or DEFAULT_HISTORY
         return run_shell(args.settings, args.shell_command, args.json, args.url, history)
+    if args.command == "simulate":
+        return simulation.command(args, simulate)
     return run(args.settings)
 
 

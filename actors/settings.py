@@ -58,8 +58,8 @@ class UniverseSettings(_Section, frozen=True, forbid_unknown_fields=True, kw_onl
     refresh_s: Seconds = 3600
     top_n: PositiveInt = 20
     symbols: tuple[str, ...] = ()
-    # fnmatch patterns, e.g. "*UP/USDT" (leveraged tokens)
-    blacklist: tuple[str, ...] = ("*UP/USDT", "*DOWN/USDT", "*BULL/USDT", "*BEAR/USDT")
+    # fnmatch patterns, e.g. "??*UP/USDT" (leveraged tokens: BTCUP, but not JUP)
+    blacklist: tuple[str, ...] = ("??*UP/USDT", "*DOWN/USDT", "*BULL/USDT", "*BEAR/USDT")
 
 
 class CoverageSettings(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):

@@ -38,6 +38,8 @@ __all__ = [
     "DEFAULT_SYMBOLS",
     "SymbolSpec",
     "SyntheticMarket",
+    "extra_symbol_specs",
+    "synthetic_specs",
     "timeframe_ms",
 ]
 
@@ -83,6 +85,64 @@ DEFAULT_SYMBOLS: tuple[SymbolSpec, ...] = (
 def _stable_hash(text: str) -> int:
     """A 64-bit hash of `text` that, unlike hash(), is the same in every process."""
     return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little")
+
+
+# The default market in the order its story needs them, so that a smaller market
+# still tells it: BTC trains at startup, PEPE becomes eligible 1.5 days in, JUP
+# enters at the first universe refresh, USDC's training fails and backs off.
+STORY_ORDER: tuple[str, ...] = (
+    "BTC/USDT",
+    "PEPE/USDT",
+    "JUP/USDT",
+    "USDC/USDT",
+    "ETH/USDT",
+    "SOL/USDT",
+    "WIF/USDT",
+    "XRP/USDT",
+    "ADA/USDT",
+    "LINK/USDT",
+)
+
+
+def extra_symbol_specs(count: int) -> tuple[SymbolSpec, ...]:
+    """`count` more symbols, `X001/USDT`, `X002/USDT`, ...: each a pure function of its name.
+
+    All have months to years of history (they train at startup) and less volume
+    than the default symbols (which stay first in a top-N-by-volume universe).
+    """
+    if count < 0:
+        raise ValueError(f"count must be >= 0, got {count}")
+    specs = []
+    for i in range(1, count + 1):
+        symbol = f"X{i:03d}/USDT"
+        rng = np.random.default_rng(_stable_hash(symbol))
+        specs.append(
+            SymbolSpec(
+                symbol,
+                listed_days_before_anchor=float(rng.integers(60, 2000)),
+                start_price=float(10 ** rng.uniform(-2.0, 3.0)),
+                volatility=float(rng.uniform(0.0008, 0.0020)),
+                momentum=float(rng.uniform(0.20, 0.35)),
+                daily_quote_volume=float(rng.uniform(1.0e7, 6.0e7)),
+            )
+        )
+    return tuple(specs)
+
+
+def synthetic_specs(count: int | None = None) -> tuple[SymbolSpec, ...]:
+    """A market of `count` symbols (default: the 10 of `DEFAULT_SYMBOLS`).
+
+    Up to 10: default symbols in `STORY_ORDER`; beyond: all ten plus
+    `extra_symbol_specs(count - 10)`.
+    """
+    if count is None:
+        return DEFAULT_SYMBOLS
+    if count < 1:
+        raise ValueError(f"a market needs at least 1 symbol, got {count}")
+    by_name = {spec.symbol: spec for spec in DEFAULT_SYMBOLS}
+    if count <= len(DEFAULT_SYMBOLS):
+        return tuple(by_name[name] for name in STORY_ORDER[:count])
+    return DEFAULT_SYMBOLS + extra_symbol_specs(count - len(DEFAULT_SYMBOLS))
 
 
 class _Model:
