@@ -72,7 +72,8 @@ def targets(results: dict[str, dict[str, Any]]) -> list[tuple[str, str, str, str
     rows: list[tuple[str, str, str, str]] = []
 
     def add(what: str, value: float, text: str, target: str, ok: bool) -> None:
-        rows.append((what, text.format(value), target, "met" if ok else "MISSED"))
+        verdict = "" if target == "(info)" else "met" if ok else "MISSED"
+        rows.append((what, text.format(value), target, verdict))
 
     if m := results.get("messaging"):
         v = m["base_actor_vs_pykka"]
