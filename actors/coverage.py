@@ -109,6 +109,8 @@ class CoverageActor(BaseActor):
         self.universe: set[str] = set()
         self.listed_at: dict[str, float] = {}  # earliest candle time; never changes once known
         self.models_known = False
+        self.universe_known = False  # a refresh has succeeded at least once
+        self.universe_failed = False  # the last refresh failed: retry on every coverage tick
         self.last_check_at: float | None = None
         self.checks = 0
 
@@ -218,6 +220,8 @@ class CoverageActor(BaseActor):
                 self.settings.interval_s,
             )
             return
+        if self.universe_failed:  # e.g. the exchange was down at start: do not wait an hour
+            self._refresh_universe()
         self._evaluate_all("tick")
 
     def _on_models(self, message: ModelsUpdated) -> None:
@@ -273,10 +277,17 @@ class CoverageActor(BaseActor):
             markets = self.exchange.load_markets()
             tickers = self.exchange.fetch_tickers() if settings.mode == "auto" else {}
         except ExchangeError as exc:
+            self.universe_failed = True
             self.log.warning(
-                "Universe refresh failed, keeping %d symbols: %s", len(self.universe), exc
+                "Universe refresh failed, keeping %d symbols; retrying at the next coverage "
+                "check (every %ds): %s",
+                len(self.universe),
+                self.settings.interval_s,
+                exc,
             )
             return
+        self.universe_failed = False
+        self.universe_known = True
         fresh = set(
             select_universe(
                 markets,
@@ -311,6 +322,10 @@ class CoverageActor(BaseActor):
 
     def _evaluate_all(self, trigger: str) -> None:
         now = self.clock.now()
+        if not self.universe_known:
+            # Without a universe every symbol would look delisted and be RETIRED.
+            self.log.warning("Coverage check (%s) skipped: the universe is not known yet", trigger)
+            return
         self.last_check_at = now
         self.checks += 1
         for symbol in sorted(self.universe | set(self.records)):

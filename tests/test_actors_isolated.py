@@ -39,6 +39,7 @@ from actors.settings import Settings, TradingSettings, UniverseSettings
 from actors.trader import TraderActor
 from exchange.paper import PaperExchange
 from exchange.synthetic import SyntheticMarket
+from exchange.types import TransientExchangeError
 from storage.ledger import MemoryLedger, OrderState
 from tests.harness import T0, Recorder, new_clock, published_model, settle, stage_model
 
@@ -328,3 +329,35 @@ def test_a_decision_already_in_the_ledger_is_not_sent_again(
     settle()
     assert again.events.of(OrderPlaced) == []
     assert len(exchange.fetch_open_orders()) + len(ledger.orders(OrderState.FILLED)) == 1
+
+
+class ExchangeDownAtFirst:
+    """The paper exchange behind an outage: load_markets fails the first `failures` times."""
+
+    def __init__(self, inner: PaperExchange, failures: int) -> None:
+        self.inner, self.failures = inner, failures
+
+    def load_markets(self) -> Any:
+        if self.failures > 0:
+            self.failures -= 1
+            raise TransientExchangeError("paper: connection refused")
+        return self.inner.load_markets()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def test_exchange_down_at_start_retires_nothing_and_retries_at_the_next_check(
+    exchange_and_clock: tuple[PaperExchange, Any], tmp_path: Path
+) -> None:
+    exchange, clock = exchange_and_clock
+    rig = CoverageRig(ExchangeDownAtFirst(exchange, failures=1), clock, ["BTC/USDT"])  # type: ignore[arg-type]
+    model = published_model(tmp_path, "BTC/USDT")
+    rig.ref.tell(ModelsUpdated(version=model.version, symbols=(), models={"BTC/USDT": model}))
+    settle()
+    assert rig.events.of(CoverageChecked) == []  # no universe: nothing decided, nothing retired
+    assert "RETIRED" not in {str(t) for t in rig.trader.of(SymbolStates)}
+    clock.advance(300)  # the next coverage check retries the refresh, not an hour later
+    settle()
+    assert rig.states() == {"BTC/USDT": SymbolState.ACTIVE}
+    assert [c.trigger for c in rig.events.of(CoverageChecked)] == ["tick"]
