@@ -20,12 +20,15 @@ retry would double an order.
 
 Prices come from `exchange.synthetic.SyntheticMarket` anchored at the fake's start,
 so history is deep (BTC/USDT: 2000 days of 1m candles) and symbols have different
-ages. Like Binance, klines include the candle still forming.
+ages. Like Binance, klines include the candle still forming. The market runs on its
+own clock when given one (`market_ms`, e.g. a bot's fast clock); signed requests
+are always checked against the server clock (`now_ms`).
 
 Faults on demand (each consumed by the next matching requests):
 `fail(...)` (HTTP status + Binance code, optional Retry-After), `stall(...)` (hold a
 reply beyond the client's timeout, after processing: stall-then-fill; or before
-processing), `partial_fill_next(fraction)`, and `time_offset_ms` (clock skew).
+processing), `partial_fill_next(fraction)`, and `time_offset_ms` (clock skew). Not consumed:
+`delay(...)`, network latency each way on every matching request (the kill test).
 Every request is recorded in `requests`; unknown endpoints in `unknown`.
 """
 
@@ -35,6 +38,7 @@ import hashlib
 import hmac
 import json
 import math
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -90,6 +94,14 @@ class Fault:
 
 
 @dataclass
+class Delay:
+    path: str
+    method: str | None  # None: any method
+    before_s: float  # before the request is processed
+    after_s: float  # after, before the reply is sent
+
+
+@dataclass
 class Recorded:
     method: str
     path: str
@@ -139,11 +151,15 @@ class FakeBinance:
         fee_rate: float = 0.001,
         min_notional: float = 5.0,
         now_ms: Callable[[], int] | None = None,
+        market_ms: Callable[[], int] | None = None,
     ) -> None:
         self.api_key = api_key
         self.secret = secret.encode()
         self._now = now_ms or (lambda: time.time_ns() // 1_000_000)
-        anchor = self._now() if anchor_ms is None else anchor_ms
+        # the market's own clock (candles, prices, order times), when it runs apart from the
+        # server clock that signed requests are checked against (a bot on a fast clock)
+        self._market_now = market_ms or self._now
+        anchor = self._market_now() if anchor_ms is None else anchor_ms
         self.market = SyntheticMarket(anchor_ms=anchor - anchor % MINUTE_MS, seed=seed, specs=specs)
         self.fee_rate = Decimal(str(fee_rate))
         self.min_notional = Decimal(str(min_notional))
@@ -154,6 +170,10 @@ class FakeBinance:
         self.orders: list[FakeOrder] = []
         self.faults: list[Fault] = []
         self._partial: list[Decimal] = []
+        self.delays: list[Delay] = []
+        self._busy = 0  # requests being handled (delays included)
+        self._delayed = 0  # of which inside a `delay` (on the wire)
+        self._busy_cond = threading.Condition()
         self._trade_id = 0
         self.balances: dict[str, Decimal] = {
             a: Decimal(str(v)) for a, v in (balances or {"USDT": 10_000.0}).items()
@@ -173,7 +193,7 @@ class FakeBinance:
 
     def start(self, port: int = 0) -> FakeBinance:
         handler = type("Handler", (_Handler,), {"fake": self})
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), handler)
+        self._server = _Server(("127.0.0.1", port), handler)
         self._server.daemon_threads = True
         self._server.block_on_close = False
         self._thread = threading.Thread(
@@ -270,6 +290,35 @@ class FakeBinance:
         with self.lock:
             self._partial.append(Decimal(str(fraction)))
 
+    def delay(
+        self, path: str, before_s: float, after_s: float = 0.0, *, method: str | None = None
+    ) -> None:
+        """Network latency on every matching request from now on (until `delays` is
+        cleared): `before_s` on the way in (a request whose client died meanwhile still
+        arrives and is processed), `after_s` on the way back (processed, reply not yet
+        delivered)."""
+        with self.lock:
+            self.delays.append(Delay(path, method, before_s, after_s))
+
+    def _delay_of(self, method: str, path: str) -> Delay | None:
+        with self.lock:
+            for delay in self.delays:
+                if delay.path == path and delay.method in (None, method):
+                    return delay
+        return None
+
+    def on_the_wire(self, timeout: float) -> bool:
+        """Wait until a request is inside a `delay` (the moment to kill its client); False
+        after `timeout` s."""
+        with self._busy_cond:
+            return self._busy_cond.wait_for(lambda: self._delayed > 0, timeout)
+
+    def idle(self, timeout: float) -> bool:
+        """Wait until no request is being handled (those on their way in included); False
+        after `timeout` s."""
+        with self._busy_cond:
+            return self._busy_cond.wait_for(lambda: self._busy == 0, timeout)
+
     def _take_fault(self, method: str, path: str) -> Fault | None:
         with self.lock:
             for fault in self.faults:
@@ -288,6 +337,9 @@ class FakeBinance:
     def server_ms(self) -> int:
         return self._now() + self.time_offset_ms
 
+    def market_ms(self) -> int:
+        return self._market_now() + self.time_offset_ms
+
     def count(self, method: str, path: str) -> int:
         with self.lock:
             return sum(r.method == method and r.path == path for r in self.requests)
@@ -298,13 +350,38 @@ class FakeBinance:
 
     def symbol_of(self, symbol_id: str) -> str:
         symbol = self._ids.get(symbol_id)
-        if symbol is None or self.market.listed_ms(symbol) > self.server_ms():
+        if symbol is None or self.market.listed_ms(symbol) > self.market_ms():
             raise BinanceError(400, -1121, "Invalid symbol.")
         return symbol
 
     # --- request handling ---------------------------------------------------------------
 
     def handle(
+        self, method: str, path: str, query: str, body: str, headers: dict[str, str]
+    ) -> tuple[int, Any, dict[str, str]]:
+        with self._busy_cond:
+            self._busy += 1
+        try:
+            delay = self._delay_of(method, path)
+            if delay is None:
+                return self._handle(method, path, query, body, headers)
+            with self._busy_cond:
+                self._delayed += 1
+                self._busy_cond.notify_all()
+            try:
+                self._stopping.wait(delay.before_s)  # on the way in: arrives even if the
+                reply = self._handle(method, path, query, body, headers)  # client is gone
+                self._stopping.wait(delay.after_s)  # processed; the reply travels back
+                return reply
+            finally:
+                with self._busy_cond:
+                    self._delayed -= 1
+        finally:
+            with self._busy_cond:
+                self._busy -= 1
+                self._busy_cond.notify_all()
+
+    def _handle(
         self, method: str, path: str, query: str, body: str, headers: dict[str, str]
     ) -> tuple[int, Any, dict[str, str]]:
         params = dict(parse_qsl(query, keep_blank_values=True))
@@ -416,7 +493,7 @@ class FakeBinance:
     # --- market data ------------------------------------------------------------------
 
     def _exchange_info(self) -> dict[str, Any]:
-        now = self.server_ms()
+        now = self.market_ms()
         symbols = []
         for symbol_id, symbol in self._ids.items():
             if self.market.listed_ms(symbol) > now:
@@ -500,7 +577,7 @@ class FakeBinance:
         limit = int(p.get("limit", "500"))
         if not 1 <= limit <= MAX_KLINES:
             raise BinanceError(400, -1100, "Illegal characters found in parameter 'limit'.")
-        now = self.server_ms()
+        now = self.market_ms()
         end = (now // tf + 1) * tf  # includes the candle still forming, like Binance
         if "endTime" in p:
             end = min(end, (int(p["endTime"]) // tf + 1) * tf)
@@ -532,7 +609,7 @@ class FakeBinance:
         ]
 
     def last_price(self, symbol: str) -> Decimal:
-        row = self.market.last_closed(symbol, self.server_ms())
+        row = self.market.last_closed(symbol, self.market_ms())
         if row is None:
             raise BinanceError(400, -2010, "Market is closed.")
         return Decimal(f"{row[4]:.8f}")
@@ -566,7 +643,7 @@ class FakeBinance:
         }
 
     def _tickers(self, p: dict[str, str]) -> Any:
-        now = self.server_ms()
+        now = self.market_ms()
         if "symbol" in p:
             return self._ticker(p["symbol"], self.symbol_of(p["symbol"]), now)
         return [
@@ -586,7 +663,7 @@ class FakeBinance:
             raise BinanceError(400, -1117, "Invalid side.")
         if kind not in ("MARKET", "LIMIT"):
             raise BinanceError(400, -1116, "Invalid orderType.")
-        if not self.market.is_open(symbol, self.server_ms()):
+        if not self.market.is_open(symbol, self.market_ms()):
             raise BinanceError(400, -2010, "Market is closed.")
         if "quantity" not in p:
             raise _missing("quantity")
@@ -623,7 +700,7 @@ class FakeBinance:
             type=kind,
             orig_qty=qty,
             price=price,
-            time_ms=self.server_ms(),
+            time_ms=self.market_ms(),
         )
         self.orders.append(order)
         fraction = self._partial.pop(0) if self._partial else Decimal(1)
@@ -659,7 +736,7 @@ class FakeBinance:
                 "commission": f"{fee:.8f}",
                 "commissionAsset": fee_asset,
                 "tradeId": self._trade_id,
-                "time": self.server_ms(),
+                "time": self.market_ms(),
             }
         )
         order.executed += qty
@@ -790,6 +867,12 @@ class FakeBinance:
                     }
                 )
         return out
+
+
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):  # a client killed mid-request
+            super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -1,5 +1,6 @@
 """kill -9 of the real bot process at random moments: nothing lost, nothing doubled.
 
+On the paper exchange, and through the real ccxt client on the loopback fake Binance.
 The loop and its checks are in `tests/killing.py` (shared with benchmarks/soak_kill.py).
 Also here: a damaged database stops `python supervisor.py` before it trades.
 """
@@ -18,10 +19,11 @@ from pathlib import Path
 import pytest
 
 from tests.botproc import ROOT
-from tests.killing import KillLoop, Row, pretrain, read_snapshot, table
+from tests.killing import KillLoop, Row, Snapshot, pretrain, table
 
 LANES = 2  # two data folders killed side by side: 2 x 10 iterations in the time of 10
 ITERATIONS = 10  # per lane
+CCXT_ITERATIONS = 6  # per lane (two lanes, each with its own fake Binance): 12 kills
 
 
 @pytest.fixture(scope="session")
@@ -31,36 +33,65 @@ def pretrained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return models
 
 
-@pytest.mark.slow
-def test_kill_9_at_random_moments_loses_nothing_and_doubles_nothing(
-    tmp_path: Path, pretrained: Path
-) -> None:
+def kill_lanes(
+    tmp_path: Path, pretrained: Path, iterations: int, exchange: str = "paper"
+) -> tuple[list[Row], list[Snapshot], str]:
+    """LANES kill loops side by side; their rows, each lane's state after its clean stop,
+    and the report to show when an assertion fails."""
     seed = int(os.environ.get("KILL_SEED", "20261126"))
 
-    def lane(i: int) -> list[Row]:
+    def lane(i: int) -> tuple[list[Row], Snapshot]:
         data_dir = tmp_path / f"lane{i}"
         data_dir.mkdir()
-        loop = KillLoop(data_dir, pretrained, seed=seed + i)
-        for _ in range(ITERATIONS):
-            loop.iteration()  # raises InvariantBroken, naming what broke
-        loop.final()
-        return loop.rows
+        with KillLoop(data_dir, pretrained, seed=seed + i, exchange=exchange) as loop:
+            for _ in range(iterations):
+                loop.iteration()  # raises InvariantBroken, naming what broke
+            loop.final()
+            return loop.rows, loop.snapshot()
 
     with ThreadPoolExecutor(LANES) as pool:
         futures = [pool.submit(lane, i) for i in range(LANES)]
         lanes = [f.result() for f in futures]  # re-raises a lane's failure
-    rows = [r for lane_rows in lanes for r in lane_rows]
-    report = f"seed {seed} (KILL_SEED to repeat)\n" + table(rows)
+    rows = [r for lane_rows, _ in lanes for r in lane_rows]
+    report = f"{exchange}, seed {seed} (KILL_SEED to repeat)\n" + table(rows)
+    for _, snap in lanes:  # after the clean stop: every order settled, both sides agree
+        assert not snap.in_flight(), report
+        sent = {c for c, r in snap.ledger.items() if r["state"] != "REJECTED"}
+        assert sent == set(snap.exchange), report
+    return rows, [snap for _, snap in lanes], report
+
+
+@pytest.mark.slow
+def test_kill_9_at_random_moments_loses_nothing_and_doubles_nothing(
+    tmp_path: Path, pretrained: Path
+) -> None:
+    rows, _, report = kill_lanes(tmp_path, pretrained, ITERATIONS)
     kills = [r for r in rows if r.phase != "final"]
     assert len(kills) >= 20, report
     assert sum(r.new_orders for r in rows) >= 40, report  # it did trade, a lot
     assert sum(r.unresolved_at_kill for r in kills) >= 1, report  # kills hit orders in flight
     assert sum(sum(r.resolved.values()) for r in rows) >= 1, report  # ... and were resolved
-    for i in range(LANES):  # after the clean stop: every order settled, both sides agree
-        snap = read_snapshot(tmp_path / f"lane{i}")
-        assert not snap.in_flight(), report
-        sent = {c for c, r in snap.ledger.items() if r["state"] != "REJECTED"}
-        assert sent == set(snap.exchange), report
+
+
+@pytest.mark.slow
+def test_kill_9_through_ccxt_on_the_fake_binance_loses_nothing_and_doubles_nothing(
+    tmp_path: Path, pretrained: Path
+) -> None:
+    """The same loop with `exchange.kind: ccxt`: the real ccxt client against a FakeBinance
+    in this process (40 ms each way on POST /api/v3/order), whose orders and balances
+    outlive every kill; on top, the fake never received two orders for one client id."""
+    rows, snaps, report = kill_lanes(tmp_path, pretrained, CCXT_ITERATIONS, exchange="ccxt")
+    kills = [r for r in rows if r.phase != "final"]
+    assert len(kills) >= 10, report
+    assert sum(r.new_orders for r in rows) >= 10, report  # it did trade through ccxt
+    wire = [r for r in kills if r.phase == "wire"]  # every third kill of a lane
+    assert len(wire) == LANES * (CCXT_ITERATIONS // 3), report
+    assert sum(r.unresolved_at_kill for r in wire) >= 1, report  # kills hit orders in flight
+    assert sum(r.resolved.get("filled", 0) for r in rows) >= 1, report  # ... found filled
+    assert sum(r.reconciled for r in rows) >= len(rows) // 2, report
+    for snap in snaps:  # checked after every kill too: one order per client id
+        assert snap.resent == {}, report
+        assert snap.exchange, report  # the fake did receive the bot's orders
 
 
 @pytest.mark.slow

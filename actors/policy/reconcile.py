@@ -14,7 +14,8 @@ Orders resting on the exchange (OPEN/PARTIAL) are refreshed the same way. Then
 every position the bot has traded is compared with the exchange's balance of its
 base asset (spot): the exchange is the truth, so a position larger than the
 balance is cut to it (a mismatch); a balance larger than the position is left
-alone (it may not be the bot's) and reported as a mismatch.
+alone (it may not be the bot's) and reported as a mismatch, unless the excess is
+below one amount step (the unsellable remainder of a sale rounded down to the step).
 
 `resolve_order` and `check_position` decide (pure, tested directly);
 `record_order` applies one exchange answer to the ledger in one transaction (the
@@ -203,6 +204,10 @@ def check_position(
     tolerance = max(1e-9 * max(ledger_amount, exchange_amount), step * 1e-3)
     ours = ledger_amount if ledger_amount > tolerance else None
     if abs(ledger_amount - exchange_amount) <= tolerance:
+        return PositionCheck(symbol, ledger_amount, exchange_amount, ours)
+    if 0 < exchange_amount - ledger_amount < step:
+        # less than one amount step more: what a sale rounded down to the step left behind
+        # (the buy's fee was taken in the coin). It cannot be sold, so it is not a position
         return PositionCheck(symbol, ledger_amount, exchange_amount, ours)
     if exchange_amount < ledger_amount and ledger_amount - exchange_amount <= (
         FEE_SHORTFALL * ledger_amount
