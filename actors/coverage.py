@@ -52,18 +52,18 @@ from actors.messages import (
     UniverseRefreshed,
     UniverseTick,
 )
-from actors.policy import lifecycle
-from actors.policy.lifecycle import (
+from config.settings import CoverageSettings, TrainingSettings, UniverseSettings
+from exchange.port import ExchangePort
+from exchange.types import ExchangeError
+from policy import lifecycle
+from policy.lifecycle import (
     Facts,
     LifecyclePolicy,
     Step,
     SymbolRecord,
     SymbolState,
 )
-from actors.policy.universe import select_universe
-from actors.settings import CoverageSettings, TrainingSettings, UniverseSettings
-from exchange.port import ExchangePort
-from exchange.types import ExchangeError
+from policy.universe import select_universe
 from storage.db import SymbolRow, SymbolStore
 
 # A tick fired by the clock can arrive a hair early relative to the last check

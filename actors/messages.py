@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import msgspec
 
-from actors.policy.lifecycle import SymbolRecord
-from actors.policy.risk import Intent, Position
+from policy.lifecycle import SymbolRecord
+from policy.risk import Intent, Position
 
 if TYPE_CHECKING:  # the admin shell imports this module: keep scikit-learn out of its start
     from models.artifacts import LoadedModel

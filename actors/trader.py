@@ -18,7 +18,7 @@ recorded with its fill and the position in one transaction.
 
 At start (and so after any restart) the trader reloads its positions, pause
 flag and realized PnL from the ledger and reconciles the ledger with the
-exchange (`actors.policy.reconcile`) before it places anything; the one-line
+exchange (`policy.reconcile`) before it places anything; the one-line
 summary is logged (`Reconciled with paper: ...`) and published as `Reconciled`.
 If the exchange cannot be asked, or an order's outcome is unknown (the exchange
 did not answer create_order), no order is placed until a reconciliation succeeds
@@ -54,14 +54,15 @@ from actors.messages import (
     TraderStatus,
     TradeTick,
 )
-from actors.policy.lifecycle import SymbolState, is_blocked
-from actors.policy.reconcile import REALIZED_PNL_KEY, position_of, reconcile, record_order
-from actors.policy.risk import Decision, Intent, Position, RiskLimits, client_order_id, decide
-from actors.settings import TradingSettings, timeframe_s
+from config.settings import TradingSettings, timeframe_s
 from exchange.port import ExchangePort
 from exchange.types import ExchangeError, Order, OrderRejected, OrderRequest, Side
+from execution.reconcile import reconcile, record_order
 from models.artifacts import LoadedModel
 from models.features import LOOKBACK_BARS, latest_features
+from policy.lifecycle import SymbolState, is_blocked
+from policy.reconcile import REALIZED_PNL_KEY, position_of
+from policy.risk import Decision, Intent, Position, RiskLimits, client_order_id, decide
 from storage.ledger import Ledger, OrderRow, OrderState
 
 PAUSED_KEY = "trader.paused"

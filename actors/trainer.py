@@ -34,7 +34,7 @@ from actors.messages import (
     TrainingFailed,
     TrainingSucceeded,
 )
-from actors.settings import TrainingSettings, timeframe_s
+from config.settings import TrainingSettings, timeframe_s
 from exchange.port import ExchangePort
 from exchange.types import ExchangeError
 from models import artifacts

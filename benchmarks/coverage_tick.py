@@ -24,7 +24,7 @@ from actors.base import TrainerDirectory, wait_quiet
 from actors.clock import VirtualClock
 from actors.coverage import CoverageActor
 from actors.messages import ModelsUpdated, RefreshUniverse, SymbolStates
-from actors.settings import CoverageSettings, TrainingSettings, UniverseSettings
+from config.settings import CoverageSettings, TrainingSettings, UniverseSettings
 from exchange.types import Market, Ticker
 from models.artifacts import LoadedModel, Manifest
 

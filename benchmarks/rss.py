@@ -55,7 +55,7 @@ def child(pool: str, symbols: int, hours: float, window_days: float) -> None:
     import msgspec
 
     import supervisor
-    from actors.settings import load_settings
+    from config.settings import load_settings
 
     baseline_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     settings = load_settings(_common.ROOT / "settings.yaml")

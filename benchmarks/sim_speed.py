@@ -20,8 +20,8 @@ import _common
 import msgspec
 
 import supervisor
-from actors.settings import Settings, load_settings
-from actors.sim_report import Summary
+from config.settings import Settings, load_settings
+from simulation.report import Summary
 
 
 def run(settings: Settings, days: float, symbols: int, pool: str) -> tuple[Summary, float]:

@@ -70,19 +70,20 @@ def child(settings_path: str) -> None:
 
     from threadpoolctl import threadpool_limits
 
-    import supervisor
     from actors.base import wait_quiet
     from actors.clock import VirtualClock
     from actors.messages import SignalProduced
-    from actors.settings import load_settings
+    from app import builders
+    from app import system as system_module
+    from config.settings import load_settings
     from models.pool import TrainingPool
 
     phase("imports")
     cap = threadpool_limits(limits=1)
     settings = load_settings(settings_path)
     clock = VirtualClock(start=_common.T0)
-    exchange = supervisor.build_exchange(settings, clock)
-    system = supervisor.System(settings, clock, exchange, TrainingPool(kind="process"))
+    exchange = builders.build_exchange(settings, clock)
+    system = system_module.System(settings, clock, exchange, TrainingPool(kind="process"))
     first_signal = threading.Event()
 
     class Probe:

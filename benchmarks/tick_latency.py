@@ -32,14 +32,14 @@ import numpy as np
 from actors.base import Topic
 from actors.clock import VirtualClock
 from actors.messages import ModelsUpdated, SymbolStates
-from actors.policy.lifecycle import SymbolRecord, SymbolState
-from actors.settings import TradingSettings
 from actors.trader import TraderActor
+from config.settings import TradingSettings
 from exchange.paper import PaperExchange
 from exchange.synthetic import SyntheticMarket
 from models import artifacts
 from models.pool import TrainingPool
 from models.training import TrainJob, TrainParams, run_training
+from policy.lifecycle import SymbolRecord, SymbolState
 from storage.ledger import MemoryLedger
 
 SYMBOLS = ["BTC/USDT", "ETH/USDT", "SOL/USDT", "XRP/USDT", "ADA/USDT", "LINK/USDT"]

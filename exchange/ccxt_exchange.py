@@ -55,7 +55,7 @@ from urllib.parse import urlsplit
 import ccxt
 import msgspec
 
-from exchange.timeframes import timeframe_ms
+from core.timeframes import timeframe_ms
 from exchange.types import (
     AuthenticationFailed,
     Balance,

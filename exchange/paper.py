@@ -24,8 +24,9 @@ from pathlib import Path
 
 import msgspec
 
+from core.durable import write_atomically
+from core.timeframes import timeframe_ms
 from exchange.synthetic import SyntheticMarket
-from exchange.timeframes import timeframe_ms
 from exchange.types import (
     Balance,
     Candle,
@@ -38,7 +39,6 @@ from exchange.types import (
     Side,
     Ticker,
 )
-from storage.durable import write_atomically
 
 MIN_NOTIONAL = 5.0  # in quote units
 MAX_OHLCV_LIMIT = 1000

@@ -31,7 +31,7 @@ import msgspec
 import numpy as np
 import numpy.typing as npt
 
-from exchange.timeframes import DAY_MS, MINUTE_MS, timeframe_ms
+from core.timeframes import DAY_MS, MINUTE_MS, timeframe_ms
 from exchange.types import ExchangeError, Ticker
 
 __all__ = [

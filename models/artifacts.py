@@ -30,8 +30,8 @@ import pandas as pd
 import sklearn
 from threadpoolctl import ThreadpoolController
 
+from core.durable import fsync_dir, fsync_file, write_atomically, write_synced
 from models.features import FEATURE_NAMES
-from storage.durable import fsync_dir, fsync_file, write_atomically, write_synced
 
 FORMAT = 1
 MODEL_FILE = "model.joblib"

@@ -22,9 +22,9 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-from exchange.timeframes import timeframe_ms
+from core.durable import fsync_dir
+from core.timeframes import timeframe_ms
 from exchange.types import Candle
-from storage.durable import fsync_dir
 
 FloatArray = npt.NDArray[np.float64]
 

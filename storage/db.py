@@ -42,7 +42,7 @@ from typing import Any
 
 import msgspec
 
-from storage.durable import fsync_dir, fsync_file
+from core.durable import fsync_dir, fsync_file
 from storage.ledger import (
     FillRow,
     OrderRow,

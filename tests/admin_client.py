@@ -14,8 +14,8 @@ from typing import Any
 
 from websockets.sync.client import ClientConnection, connect
 
-from actors.admin import AdminServer
-from supervisor import build_admin_server
+from admin.server import AdminServer
+from app.builders import build_admin_server
 from tests.harness import Bot
 
 TOKEN = "test-admin-token-0123456789abcdef"

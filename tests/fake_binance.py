@@ -49,8 +49,8 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from core.timeframes import MINUTE_MS, timeframe_ms
 from exchange.synthetic import DEFAULT_SYMBOLS, SymbolSpec, SyntheticMarket
-from exchange.timeframes import MINUTE_MS, timeframe_ms
 
 API_KEY = "fake-api-key-0123456789"
 API_SECRET = "fake-api-secret-9876543210"

@@ -16,7 +16,7 @@ import pykka
 
 from actors.base import Topic, wait_quiet
 from actors.clock import VirtualClock
-from actors.settings import Settings
+from config.settings import Settings
 
 T = TypeVar("T")
 
@@ -95,10 +95,10 @@ class Bot:
         pool: Any = None,
         **sections: Any,
     ) -> None:
+        from app.system import System
         from exchange.paper import PaperExchange
         from exchange.synthetic import SyntheticMarket
         from models.pool import TrainingPool
-        from supervisor import System
 
         if symbols is not None:
             sections["universe"] = {

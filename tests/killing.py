@@ -58,7 +58,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from actors.policy.reconcile import FEE_SHORTFALL
+from policy.reconcile import FEE_SHORTFALL
 from tests.botproc import BotProcess
 from tests.fake_binance import API_KEY, API_SECRET, FakeBinance
 

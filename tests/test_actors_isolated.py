@@ -34,12 +34,12 @@ from actors.messages import (
     UnblockSymbol,
 )
 from actors.model_store import ModelStoreActor
-from actors.policy.lifecycle import SymbolRecord, SymbolState
-from actors.settings import Settings, TradingSettings, UniverseSettings
 from actors.trader import TraderActor
+from config.settings import Settings, TradingSettings, UniverseSettings
 from exchange.paper import PaperExchange
 from exchange.synthetic import SyntheticMarket
 from exchange.types import TransientExchangeError
+from policy.lifecycle import SymbolRecord, SymbolState
 from storage.ledger import MemoryLedger, OrderState
 from tests.harness import T0, Recorder, new_clock, published_model, settle, stage_model
 

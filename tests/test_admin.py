@@ -21,7 +21,6 @@ from hypothesis import strategies as st
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from actors.admin import MAX_FRAME_BYTES, decode_request
 from actors.messages import (
     AdminRequest,
     CoverageChecked,
@@ -35,8 +34,9 @@ from actors.messages import (
     TrainerStarted,
     UniverseRefreshed,
 )
-from actors.policy.lifecycle import DAY_S, SymbolState
-from actors.policy.risk import Intent
+from admin.server import MAX_FRAME_BYTES, decode_request
+from policy.lifecycle import DAY_S, SymbolState
+from policy.risk import Intent
 from tests.admin_client import TOKEN, AdminBot
 from tests.harness import T0, Bot, settle
 
@@ -537,7 +537,8 @@ def test_an_admin_port_in_use_stops_the_bot_with_a_clear_error(
     import signal
     import socket
 
-    from supervisor import Supervisor, build_admin_server
+    from app.builders import build_admin_server
+    from app.supervision import Supervisor
 
     bot = Bot(tmp_path, ["BTC/USDT"])
     handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)

@@ -21,17 +21,6 @@ from typing import Any
 
 import pytest
 
-from actors.admin import TOKEN_ENV, TokenError, load_or_create_token, read_token
-from actors.admin_shell import (
-    COMMAND_NAMES,
-    UsageError,
-    completions,
-    format_event,
-    format_status,
-    format_table,
-    parse_command,
-    run_shell,
-)
 from actors.messages import (
     BlockRequest,
     CloseRequest,
@@ -43,9 +32,20 @@ from actors.messages import (
     SymbolStates,
     WatchRequest,
 )
-from actors.policy.lifecycle import SymbolRecord, SymbolState
-from actors.policy.risk import Position
-from actors.settings import SettingsError, load_settings
+from admin.server import TOKEN_ENV, TokenError, load_or_create_token, read_token
+from admin.shell import (
+    COMMAND_NAMES,
+    UsageError,
+    completions,
+    format_event,
+    format_status,
+    format_table,
+    parse_command,
+    run_shell,
+)
+from config.settings import SettingsError, load_settings
+from policy.lifecycle import SymbolRecord, SymbolState
+from policy.risk import Position
 from supervisor import main
 from tests.admin_client import TOKEN, AdminBot
 from tests.harness import T0

@@ -23,8 +23,8 @@ import ccxt
 import msgspec
 import pytest
 
-from actors.policy.universe import select_universe
-from actors.settings import Settings, SettingsError, load_settings
+from config.settings import Settings, SettingsError, load_settings
+from core.timeframes import DAY_MS, MINUTE_MS
 from exchange.ccxt_exchange import (
     API_KEY_ENV,
     API_SECRET_ENV,
@@ -34,7 +34,6 @@ from exchange.ccxt_exchange import (
     MissingCredentials,
 )
 from exchange.synthetic import SymbolSpec
-from exchange.timeframes import DAY_MS, MINUTE_MS
 from exchange.types import (
     AuthenticationFailed,
     ExchangeError,
@@ -44,6 +43,7 @@ from exchange.types import (
     Side,
     TransientExchangeError,
 )
+from policy.universe import select_universe
 from storage.candles import CandleCache, download
 from tests.fake_binance import API_KEY, API_SECRET, FakeBinance
 
@@ -576,7 +576,7 @@ def test_missing_keys_name_the_variables() -> None:
 
 def test_supervisor_builds_ccxt_exchange_and_refuses_unconfirmed_live(fake: FakeBinance) -> None:
     from actors.clock import RealClock
-    from supervisor import build_ccxt_exchange
+    from app.builders import build_ccxt_exchange
 
     env = {API_KEY_ENV: API_KEY, API_SECRET_ENV: API_SECRET}
     settings = msgspec.convert({"exchange": {"kind": "ccxt", "base_url": fake.url}}, Settings)

@@ -6,7 +6,7 @@ import msgspec
 from hypothesis import given
 from hypothesis import strategies as st
 
-from actors.policy.lifecycle import (
+from policy.lifecycle import (
     DAY_S,
     Evaluate,
     Facts,

@@ -7,9 +7,9 @@ import re
 from hypothesis import given
 from hypothesis import strategies as st
 
-from actors.policy.risk import Intent, Position, RiskLimits, client_order_id, decide
-from actors.policy.universe import select_universe
 from exchange.types import Market, Ticker
+from policy.risk import Intent, Position, RiskLimits, client_order_id, decide
+from policy.universe import select_universe
 
 LIMITS = RiskLimits(
     stake_quote=100,

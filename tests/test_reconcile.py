@@ -9,18 +9,12 @@ from typing import Any
 
 import pytest
 
-from actors.policy.reconcile import (
-    REALIZED_PNL_KEY,
-    apply_fill,
-    check_position,
-    reconcile,
-    record_order,
-    resolve_order,
-)
-from actors.policy.risk import Intent, Position, client_order_id
 from exchange.paper import PaperExchange
 from exchange.synthetic import SyntheticMarket
 from exchange.types import ExchangeError, Order, OrderRequest, OrderStatus, Side
+from execution.reconcile import reconcile, record_order
+from policy.reconcile import REALIZED_PNL_KEY, apply_fill, check_position, resolve_order
+from policy.risk import Intent, Position, client_order_id
 from storage.db import Database, SqliteLedger
 from storage.ledger import OrderRow, OrderState, PositionRow
 from tests.harness import T0

@@ -30,12 +30,12 @@ from actors.messages import (
     TrainerFinished,
     TrainerStarted,
 )
-from actors.policy.lifecycle import DAY_S, SymbolRecord, SymbolState
+from app.supervision import Supervisor
 from exchange.types import TransientExchangeError
 from models import artifacts
+from policy.lifecycle import DAY_S, SymbolRecord, SymbolState
 from storage.db import ModelVersions, SymbolStore
 from storage.ledger import OrderState
-from supervisor import Supervisor
 from tests.harness import T0, Bot, settle, stage_model
 from tests.test_supervisor import Boom
 from tests.test_supervisor import _Explode as Explode

@@ -30,7 +30,7 @@ from actors.messages import (
     TrainerFinished,
     TrainerStarted,
 )
-from actors.policy.lifecycle import DAY_S, SymbolState
+from policy.lifecycle import DAY_S, SymbolState
 from tests.harness import T0, Bot, settle
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from actors.settings import Settings, SettingsError, load_settings
+from config.settings import Settings, SettingsError, load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 

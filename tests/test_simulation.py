@@ -36,26 +36,27 @@ from actors.messages import (
     TrainerStarted,
     UniverseRefreshed,
 )
-from actors.policy.lifecycle import DAY_S, SymbolRecord, SymbolState
-from actors.policy.risk import Intent
-from actors.policy.universe import is_blacklisted
-from actors.settings import Settings, TradingSettings
-from actors.sim_report import Summary, format_summary, without_wall_fields, write
-from actors.simulation import (
-    SIM_START,
-    InvariantMonitor,
-    VirtualTimeFormatter,
-    max_drawdown,
-    progress_line,
-    symbol_pnl,
-)
 from actors.trader import TraderActor
+from app import system as app_system
+from config.settings import Settings, TradingSettings
 from exchange.paper import PaperExchange
 from exchange.synthetic import (
     DEFAULT_SYMBOLS,
     SyntheticMarket,
     extra_symbol_specs,
     synthetic_specs,
+)
+from policy.lifecycle import DAY_S, SymbolRecord, SymbolState
+from policy.risk import Intent
+from policy.universe import is_blacklisted
+from simulation.report import Summary, format_summary, without_wall_fields, write
+from simulation.runner import (
+    SIM_START,
+    InvariantMonitor,
+    VirtualTimeFormatter,
+    max_drawdown,
+    progress_line,
+    symbol_pnl,
 )
 from storage.ledger import MemoryLedger, OrderRow, OrderState
 from tests.harness import Recorder, new_clock, published_model, settle
@@ -426,7 +427,7 @@ class ImpatientCoverage(CoverageActor):
 def test_monitor_catches_coverage_that_ignores_its_interval(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(supervisor, "CoverageActor", EagerCoverage)
+    monkeypatch.setattr(app_system, "CoverageActor", EagerCoverage)
     summary = simulate(0.05, 1)  # 72 minutes
     violations = summary.invariant_violations
     assert violations and all("(invariant 2)" in v for v in violations)
@@ -437,7 +438,7 @@ def test_monitor_catches_coverage_that_ignores_its_interval(
 def test_monitor_catches_training_of_a_symbol_blocked_for_history(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(supervisor, "CoverageActor", ImpatientCoverage)
+    monkeypatch.setattr(app_system, "CoverageActor", ImpatientCoverage)
     summary = simulate(0.01, 2)  # BTC and PEPE
     assert summary.symbols["PEPE/USDT"].trainings_started >= 1
     assert any(
@@ -478,7 +479,7 @@ class CrashingTrader(TraderActor):
 
 def test_a_crashed_trader_is_restarted_and_the_run_goes_on(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(CrashOnceTrader, "crashes", [])
-    monkeypatch.setattr(supervisor, "TraderActor", CrashOnceTrader)
+    monkeypatch.setattr(app_system, "TraderActor", CrashOnceTrader)
     summary = simulate(0.05, 1)
     assert CrashOnceTrader.crashes == [T + 1802]
     assert summary.actor_restarts == 1 and summary.stopped_early is None
@@ -488,7 +489,7 @@ def test_a_crashed_trader_is_restarted_and_the_run_goes_on(monkeypatch: pytest.M
 
 
 def test_a_trader_that_keeps_dying_stops_the_simulation(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(supervisor, "TraderActor", CrashingTrader)
+    monkeypatch.setattr(app_system, "TraderActor", CrashingTrader)
     summary = simulate(0.05, 1)
     assert summary.actor_restarts == 3  # the budget: 3 restarts within 60 s, the 4th death stops
     assert summary.stopped_early == "trader died too often, last: RuntimeError: cannot start"

@@ -5,8 +5,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from core.timeframes import timeframe_ms
 from exchange.synthetic import SyntheticMarket
-from exchange.timeframes import timeframe_ms
 from exchange.types import Candle, TransientExchangeError
 from storage.candles import CandleCache, download
 

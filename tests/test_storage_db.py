@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from actors.policy.lifecycle import SymbolRecord
+from policy.lifecycle import SymbolRecord
 from storage.db import (
     MIGRATIONS,
     Database,

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from actors.messages import ActorDied, ActorRestarted, GetSymbols, Heartbeat, StopRequested
-from actors.policy.restarts import RestartBudget
-from supervisor import Supervisor
+from app.supervision import Supervisor
+from policy.restarts import RestartBudget
 from tests.harness import Bot, settle
 
 

@@ -29,17 +29,13 @@ from typing import Any
 
 import msgspec
 
-from actors.policy.risk import Position
-from exchange.port import ExchangePort
-from exchange.types import Balance, Order, OrderStatus, Side
+from exchange.types import Order, OrderStatus, Side
+from policy.risk import Position
 from storage.ledger import (
-    LIVE,
     UNRESOLVED,
-    Ledger,
     OrderRow,
     OrderState,
     PositionRow,
-    fill_between,
 )
 
 REALIZED_PNL_KEY = "trader.realized_pnl"
@@ -109,37 +105,6 @@ def position_row(position: Position) -> PositionRow:
 
 def position_of(row: PositionRow) -> Position:
     return Position(**msgspec.structs.asdict(row))
-
-
-class Recorded(msgspec.Struct, frozen=True):
-    row: OrderRow
-    position: Position | None  # the symbol's position afterwards
-    realized_pnl: float  # realized by this answer
-    filled: float  # base units that executed with this answer
-
-
-def record_order(ledger: Ledger, client_order_id: str, order: Order, now: float) -> Recorded:
-    """Record the exchange's answer for an order, and its fill in the position, atomically."""
-    with ledger.transaction():
-        before = ledger.get(client_order_id)
-        if before is None:
-            raise KeyError(client_order_id)
-        if before.state is OrderState.NEW:  # it evidently was sent
-            ledger.update(client_order_id, state=OrderState.SENT, updated_at=now)
-        row = ledger.update(client_order_id, **order_changes(order, now))
-        held = ledger.positions().get(row.symbol)
-        position = position_of(held) if held is not None else None
-        fill = fill_between(before, row)
-        if fill is None:
-            return Recorded(row=row, position=position, realized_pnl=0.0, filled=0.0)
-        position, pnl = apply_fill(
-            position, row.symbol, row.side, fill.amount, fill.price, fill.fee_quote, now
-        )
-        ledger.set_position(row.symbol, position_row(position) if position else None)
-        if pnl:
-            total = float(ledger.value(REALIZED_PNL_KEY) or 0.0) + pnl
-            ledger.set_value(REALIZED_PNL_KEY, repr(total))
-        return Recorded(row=row, position=position, realized_pnl=pnl, filled=fill.amount)
 
 
 # --- deciding --------------------------------------------------------------------------
@@ -241,7 +206,6 @@ def check_position(
     )
 
 
-# --- doing -------------------------------------------------------------------------------
 
 
 class ReconcileReport(msgspec.Struct):
@@ -268,77 +232,3 @@ class ReconcileReport(msgspec.Struct):
 
 def _plural(n: int, word: str, words: str | None = None) -> str:
     return f"{n} {word if n == 1 else (words or word + 's')}"
-
-
-def reconcile(exchange: ExchangePort, ledger: Ledger, now: float) -> ReconcileReport:
-    """Resolve unknown orders, refresh resting ones, check positions against balances.
-
-    Raises ExchangeError if the exchange cannot be asked; what was resolved until
-    then stays recorded, and running it again continues from there.
-    """
-    report = ReconcileReport(resolved={}, mismatches=[], notes=[])
-    for row in ledger.orders(*UNRESOLVED, *LIVE):
-        found = exchange.fetch_order(row.symbol, row.client_order_id)
-        resolution = resolve_order(row, found)
-        if resolution.note:
-            (report.mismatches if resolution.mismatch else report.notes).append(resolution.note)
-        if row.state in UNRESOLVED:
-            report.resolved[resolution.outcome] = report.resolved.get(resolution.outcome, 0) + 1
-        elif resolution.outcome != "unchanged":
-            report.refreshed += 1
-        if resolution.outcome == NEVER_SENT:
-            ledger.update(
-                row.client_order_id,
-                state=OrderState.REJECTED,
-                error=f"{NEVER_SENT}: not on the exchange at the restart",
-                updated_at=now,
-            )
-        elif resolution.outcome == "vanished":
-            ledger.update(
-                row.client_order_id,
-                state=OrderState.CANCELED,
-                error="no longer on the exchange at the restart",
-                updated_at=now,
-            )
-        elif found is not None and resolution.outcome not in ("unchanged", "conflict"):
-            record_order(ledger, row.client_order_id, found, now)
-
-    known = {r.client_order_id for r in ledger.orders(*LIVE)}
-    resting = exchange.fetch_open_orders()
-    for order in resting:
-        if order.client_order_id not in known and ledger.get(order.client_order_id) is None:
-            report.mismatches.append(
-                f"{order.symbol}: open {order.side} order {order.client_order_id} on the "
-                "exchange is not in the ledger: left alone (placed by someone else?)"
-            )
-    report.open_orders = len(resting)
-
-    _check_positions(exchange, ledger, report)
-    return report
-
-
-def _check_positions(exchange: ExchangePort, ledger: Ledger, report: ReconcileReport) -> None:
-    balances: dict[str, Balance] = exchange.fetch_balances()
-    markets = exchange.load_markets()
-    positions = ledger.positions()
-    traded = {r.symbol for r in ledger.orders() if r.filled > 0}
-    for symbol in sorted(set(positions) | traded):
-        base = symbol.partition("/")[0]
-        held = balances[base].total if base in balances else 0.0
-        ours = positions[symbol].amount if symbol in positions else 0.0
-        market = markets.get(symbol)
-        check = check_position(symbol, ours, held, market.amount_step if market else 0.0)
-        if check.mismatch:
-            report.mismatches.append(check.mismatch)
-        if check.note:
-            report.notes.append(check.note)
-        if check.position_amount is None:
-            if symbol in positions:
-                ledger.set_position(symbol, None)
-        elif symbol in positions:
-            report.positions += 1
-            if check.position_amount != ours:
-                ledger.set_position(
-                    symbol,
-                    msgspec.structs.replace(positions[symbol], amount=check.position_amount),
-                )

@@ -31,7 +31,6 @@ import msgspec
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from websockets.sync.client import ClientConnection, connect
 
-from actors.admin import TOKEN_ENV, TRANSPORT_MAX_BYTES, TokenError, read_token, token_path
 from actors.messages import (
     AdminRequest,
     AnyAdminReply,
@@ -58,8 +57,9 @@ from actors.messages import (
     WatchEvent,
     WatchRequest,
 )
-from actors.policy.lifecycle import SymbolRecord
-from actors.settings import SettingsError, load_settings
+from admin.server import TOKEN_ENV, TRANSPORT_MAX_BYTES, TokenError, read_token, token_path
+from config.settings import SettingsError, load_settings
+from policy.lifecycle import SymbolRecord
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
 EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report it

@@ -93,7 +93,7 @@ from actors.messages import (
     WatchEvent,
     WatchRequest,
 )
-from actors.settings import is_loopback
+from config.settings import is_loopback
 
 log = logging.getLogger("tradeactors.admin")
 # The websockets library's own lines (connection open/closed) repeat what ours say.

@@ -17,7 +17,7 @@ and hands it to `run`, which:
   `Supervisor.handle` between steps, so dead actors are restarted as in a live run;
 - samples the trader's equity every `sample_s` of virtual time.
 
-`summarize` turns the run into a `Summary` (pure); `actors.sim_report` writes it.
+`summarize` turns the run into a `Summary` (pure); `simulation.report` writes it.
 Same seed and settings give the same summary apart from `sim_report.WALL_FIELDS`.
 `add_parser` and `command` are the `python supervisor.py simulate` command line.
 """
@@ -43,7 +43,6 @@ import msgspec
 import pykka
 from threadpoolctl import threadpool_limits
 
-from actors import sim_report
 from actors.base import Address, Topic, background, wait_quiet
 from actors.clock import Clock, VirtualClock
 from actors.messages import (
@@ -63,14 +62,15 @@ from actors.messages import (
     TrainerStarted,
     UniverseRefreshed,
 )
-from actors.policy.lifecycle import DAY_S, SymbolState
-from actors.policy.risk import Intent
-from actors.settings import Settings, SettingsError, load_settings
-from actors.sim_report import Summary, SymbolSummary, TrainingSummary
+from config.settings import Settings, SettingsError, load_settings
 from exchange.port import ExchangePort
 from exchange.types import ExchangeError
 from models.pool import TrainingPool
 from models.training import TrainJob, TrainResult
+from policy.lifecycle import DAY_S, SymbolState
+from policy.risk import Intent
+from simulation import report as sim_report
+from simulation.report import Summary, SymbolSummary, TrainingSummary
 from storage.ledger import Ledger, OrderRow
 
 # 2026-11-26 00:00 UTC: a fixed start, so the synthetic market is the same on every run.

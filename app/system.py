@@ -1,0 +1,167 @@
+"""A running bot's parts wired together: the same System for live runs, tests and simulation.
+
+The only module that knows every actor: it builds them from settings, hands each
+the addresses of the actors it talks to, and starts and stops them in order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pykka
+
+from actors.base import Address, BaseActor, Topic, TrainerDirectory
+from actors.clock import Clock
+from actors.coverage import CoverageActor
+from actors.model_store import ModelStoreActor
+from actors.trader import TraderActor
+from actors.trainer import TrainerActor
+from config.settings import Settings
+from exchange.port import ExchangePort
+from models import artifacts
+from models.pool import TrainingPool
+from storage.candles import CandleCache
+from storage.db import FILE_NAME, Database, ModelVersions, SqliteLedger, SymbolStore
+from storage.ledger import Ledger
+
+log = logging.getLogger("tradeactors.supervisor")
+
+PERMANENT = ("model_store", "coverage", "trader")  # start order; stop order is reversed
+
+
+class _QueueMailbox:
+    """The supervisor's mailbox: actors tell it, its main loop takes from it."""
+
+    def __init__(self) -> None:
+        self.queue: queue.Queue[Any] = queue.Queue()
+
+    def tell(self, message: Any) -> None:
+        self.queue.put(message)
+
+
+class System:
+    """Every part of a running bot, wired together; the same for live runs, tests and simulation."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        clock: Clock,
+        exchange: ExchangePort,
+        pool: TrainingPool,
+        ledger: Ledger | None = None,
+        events: Topic | None = None,
+        db: Database | None = None,
+    ) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.exchange = exchange
+        self.pool = pool
+        data = Path(settings.data_dir)
+        # the database: opened here unless given (raises StorageError if it fails its checks)
+        self.db = db or Database.open(data / FILE_NAME)
+        self.ledger = ledger or SqliteLedger(self.db)
+        self.events = events or Topic()
+        self.mailbox = _QueueMailbox()
+        self.models_dir = data / "models"
+        self.cache = CandleCache(data / "candles")
+        self.addresses = {name: Address(name) for name in PERMANENT}
+        self.trainers = TrainerDirectory(self._start_trainer)
+
+    # --- starting ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        # no trainer runs yet: a staging folder now is what a killed process left behind
+        removed = artifacts.discard_all_staging(self.models_dir)
+        if removed:
+            log.info("Removed %d unfinished model staging folders left by a previous run", removed)
+        for name in PERMANENT:
+            self.start_actor(name)
+
+    def start_actor(self, name: str) -> pykka.ActorRef[Any]:
+        ref = self._factories()[name]()
+        self.addresses[name].bind(ref)
+        return ref
+
+    def _factories(self) -> dict[str, Callable[[], pykka.ActorRef[Any]]]:
+        s, a = self.settings, self.addresses
+        common: dict[str, Any] = {
+            "clock": self.clock,
+            "supervisor": self.mailbox,
+            "events": self.events,
+        }
+        return {
+            "model_store": lambda: ModelStoreActor.start(
+                models_dir=self.models_dir,
+                subscribers={"coverage": a["coverage"], "trader": a["trader"]},
+                versions=ModelVersions(self.db),
+                **common,
+            ),
+            "coverage": lambda: CoverageActor.start(
+                exchange=self.exchange,
+                trainers=self.trainers,
+                store=a["model_store"],
+                coverage=s.coverage,
+                universe=s.universe,
+                training=s.training,
+                quote=s.exchange.quote,
+                subscribers={"trader": a["trader"]},
+                symbol_store=SymbolStore(self.db),
+                **common,
+            ),
+            "trader": lambda: TraderActor.start(
+                exchange=self.exchange,
+                ledger=self.ledger,
+                trading=s.trading,
+                timeframe=s.timeframe,
+                heartbeat_s=s.heartbeat_s,
+                health_s=s.health_s,
+                quote=s.exchange.quote,
+                store=a["model_store"],
+                coverage=a["coverage"],
+                **common,
+            ),
+        }
+
+    def _start_trainer(self, symbol: str) -> pykka.ActorRef[Any]:
+        def leave(actor: BaseActor) -> None:
+            self.trainers.remove(symbol, actor.actor_ref)
+
+        return TrainerActor.start(
+            symbol=symbol,
+            clock=self.clock,
+            exchange=self.exchange,
+            cache=self.cache,
+            pool=self.pool,
+            store=self.addresses["model_store"],
+            coverage=self.addresses["coverage"],
+            models_dir=self.models_dir,
+            timeframe=self.settings.timeframe,
+            training=self.settings.training,
+            on_exit=leave,
+            supervisor=self.mailbox,
+            events=self.events,
+        )
+
+    # --- stopping -------------------------------------------------------------------------
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Coverage first (no new trainers), then trainers, trader, store; then the pool."""
+        self._stop_actor("coverage", timeout)
+        self.trainers.stop_all(timeout)
+        self._stop_actor("trader", timeout)
+        self._stop_actor("model_store", timeout)
+        self.pool.shutdown(cancel_pending=True)
+        self.exchange.close()
+        self.db.close()
+
+    def _stop_actor(self, name: str, timeout: float) -> None:
+        ref = self.addresses[name].ref
+        if ref is not None and ref.is_alive():
+            with contextlib.suppress(pykka.ActorDeadError):
+                ref.stop(timeout=timeout)
+        self.addresses[name].bind(None)
