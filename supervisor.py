@@ -4,14 +4,11 @@
     python supervisor.py shell [-c CMD]        the admin shell (docs/admin.md)
     python supervisor.py simulate --days N     the same actors on virtual time, with a report
 
-The supervisor is the only module that knows every actor. It starts the model
-store, the coverage actor and the trader (in that order), hands each the
-addresses of the actors it talks to, and restarts a permanent actor that dies
-(one-for-one, at most 3 times in 60 s; past that it stops the bot with a clear
-log line and a non-zero exit). Trainers are temporary: never restarted, their
-failure reaches the coverage actor as `TrainingFailed`. SIGINT/SIGTERM stop
-every actor in order and exit 0. The admin server (actors/admin.py) starts after
-the actors and stops before them.
+This module is the command line only: it parses the arguments and dispatches.
+The bot itself is built and run by `app/` (app/system.py wires the actors,
+app/supervision.py restarts a permanent actor that dies, one-for-one, at most 3
+times in 60 s, and stops every actor in order on SIGINT/SIGTERM); the shell is
+`admin/shell.py`, the simulation `simulation/`.
 
 State lives in `<data_dir>/tradeactors.db` (orders, fills, positions, symbol
 states, training attempts, model versions) and, on the paper exchange, in
