@@ -137,11 +137,7 @@ class TrainerActor(BaseActor):
         except (ExchangeError, OSError) as exc:
             self._fail(f"history download failed: {exc}")
             return
-        params = TrainParams(
-            horizon_bars=self.training.horizon_bars,
-            label_threshold=self.training.label_threshold,
-            max_iter=self.training.max_iter,
-        )
+        params = TrainParams.from_settings(self.training)
         staging = artifacts.new_staging_dir(self.models_dir)
         self.staging = str(staging)
         job = TrainJob(
