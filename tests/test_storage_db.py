@@ -48,6 +48,11 @@ def order(coid: str = "ta1", **fields: Any) -> OrderRow:
     return OrderRow(**{**base, **fields})
 
 
+def records(store: SymbolStore) -> list[SymbolRecord]:
+    """What the coverage actor reads back: the stored encoded forms as records."""
+    return [msgspec.convert(fields, SymbolRecord) for fields in store.load()]
+
+
 @pytest.fixture
 def db(tmp_path: Path) -> Iterator[Database]:
     database = Database.open(tmp_path / "tradeactors.db")
@@ -198,7 +203,7 @@ def test_every_table_survives_closing_and_reopening(tmp_path: Path) -> None:
     assert ledger.get("ta1") == order(state=OrderState.SENT)
     assert ledger.positions() == {"BTC/USDT": position}
     assert ledger.value("trader.paused") == "1"
-    assert [msgspec.convert(f, SymbolRecord) for f in symbols.load()] == [blocked]
+    assert records(symbols) == [blocked]
     assert symbols.abandon_unfinished(40.0, keep=(), reason="bot restarted") == ["ETH/USDT"]
     attempts = symbols.attempts("ETH/USDT")
     assert [(a.outcome, a.error) for a in attempts] == [
@@ -227,7 +232,7 @@ def test_every_field_of_a_lifecycle_record_is_stored(db: Database) -> None:
     )
     assert all(v is not None for v in msgspec.structs.astuple(record))  # every field set
     symbols.save(msgspec.to_builtins(record))
-    assert [msgspec.convert(f, SymbolRecord) for f in symbols.load()] == [record]
+    assert records(symbols) == [record]
 
 
 def test_a_record_field_without_a_column_is_refused_not_dropped(db: Database) -> None:
