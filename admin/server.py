@@ -21,7 +21,9 @@ Input never kills the server: a frame that is not JSON, binary, over 64 KiB, of 
 unknown type or with a bad field gets an `Error` naming the problem, and the
 connection stays usable. Decoding is admin/protocol.py, the token admin/token.py;
 mapping a request to an actor message and building the status reply are plain
-functions below the server.
+functions below the server. What is left (~560 lines) is one piece: the server,
+its per-connection session and watch stream share one asyncio loop and the
+server's actor addresses.
 """
 
 from __future__ import annotations
