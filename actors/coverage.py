@@ -64,7 +64,7 @@ from policy.lifecycle import (
     SymbolState,
 )
 from policy.universe import select_universe
-from storage.db import SymbolRow, SymbolStore
+from storage.db import SymbolStore
 
 # A tick fired by the clock can arrive a hair early relative to the last check
 # (the startup check happens after the timer was armed); allow for it.
@@ -176,8 +176,9 @@ class CoverageActor(BaseActor):
         """Load the records a previous incarnation saved; close attempts nobody runs any more."""
         if self.store_db is None:
             return
-        for row in self.store_db.load():
-            self.records[row.symbol] = msgspec.convert(msgspec.structs.asdict(row), SymbolRecord)
+        for fields in self.store_db.load():  # stored in encoded form: see storage.db.symbols
+            record = msgspec.convert(fields, SymbolRecord)
+            self.records[record.symbol] = record
         running = set(self.trainers.symbols())
         abandoned = self.store_db.abandon_unfinished(
             self.clock.now(), keep=running, reason="the bot stopped while it ran"
@@ -201,7 +202,7 @@ class CoverageActor(BaseActor):
 
     def _save(self, record: SymbolRecord) -> None:
         if self.store_db is not None:
-            self.store_db.save(msgspec.convert(msgspec.structs.asdict(record), SymbolRow))
+            self.store_db.save(msgspec.to_builtins(record))
 
     # --- handlers ----------------------------------------------------------------------
 

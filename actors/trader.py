@@ -54,7 +54,8 @@ from actors.messages import (
     TraderStatus,
     TradeTick,
 )
-from config.settings import TradingSettings, timeframe_s
+from config.settings import TradingSettings
+from core.timeframes import timeframe_s
 from exchange.port import ExchangePort
 from exchange.types import ExchangeError, Order, OrderRejected, OrderRequest, Side
 from execution.reconcile import reconcile, record_order

@@ -34,7 +34,8 @@ from actors.messages import (
     TrainingFailed,
     TrainingSucceeded,
 )
-from config.settings import TrainingSettings, timeframe_s
+from config.settings import TrainingSettings
+from core.timeframes import timeframe_ms
 from exchange.port import ExchangePort
 from exchange.types import ExchangeError
 from models import artifacts
@@ -107,7 +108,7 @@ class TrainerActor(BaseActor):
         return None
 
     def _start(self) -> None:
-        tf_ms = timeframe_s(self.timeframe) * 1000
+        tf_ms = timeframe_ms(self.timeframe)
         now_ms = int(self.clock.now() * 1000)
         until_ms = now_ms - now_ms % tf_ms  # open time of the candle still forming
         since_ms = until_ms - int(self.training.window_days * 86_400_000)
@@ -136,11 +137,7 @@ class TrainerActor(BaseActor):
         except (ExchangeError, OSError) as exc:
             self._fail(f"history download failed: {exc}")
             return
-        params = TrainParams(
-            horizon_bars=self.training.horizon_bars,
-            label_threshold=self.training.label_threshold,
-            max_iter=self.training.max_iter,
-        )
+        params = TrainParams.from_settings(self.training)
         staging = artifacts.new_staging_dir(self.models_dir)
         self.staging = str(staging)
         job = TrainJob(

@@ -5,7 +5,7 @@ thread, and reaches the actors only through their addresses, with the same
 messages anyone else sends (`ask` for replies, `tell` for the supervisor), and
 the event `Topic` for `watch`. It never touches an actor's state.
 
-Accepts, as JSON text frames (the "admin wire protocol" in actors/messages.py):
+Accepts, as JSON text frames (the wire protocol, admin/protocol.py):
 - `Auth` (first frame, within `auth_timeout_s`, constant-time token compare;
   anything else, a wrong token or silence: an `Error` and the connection closed,
   and a log line that never contains the token);
@@ -19,8 +19,11 @@ Accepts, as JSON text frames (the "admin wire protocol" in actors/messages.py):
 
 Input never kills the server: a frame that is not JSON, binary, over 64 KiB, of an
 unknown type or with a bad field gets an `Error` naming the problem, and the
-connection stays usable. The pure parts (decoding, mapping a request to an
-actor message, the token file) are plain functions below the server.
+connection stays usable. Decoding is admin/protocol.py, the token admin/token.py;
+mapping a request to an actor message and building the status reply are plain
+functions below the server. What is left (~560 lines) is one piece: the server,
+its per-connection session and watch stream share one asyncio loop and the
+server's actor addresses.
 """
 
 from __future__ import annotations
@@ -31,12 +34,9 @@ import hmac
 import itertools
 import logging
 import os
-import secrets
-import stat
 import threading
 from collections.abc import Callable, Mapping
-from pathlib import Path
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Protocol
 
 import msgspec
 import pykka
@@ -46,52 +46,57 @@ from websockets.exceptions import ConnectionClosed
 from actors.base import Topic
 from actors.clock import Clock, Mailbox
 from actors.messages import (
-    AdminReply,
-    AdminRequest,
-    AnyAdminRequest,
-    AuthRequest,
-    BlockRequest,
     BlockSymbol,
     CloseAll,
-    CloseAllRequest,
-    CloseRequest,
     CloseSymbol,
     CommandResult,
-    ErrorReply,
     Event,
     GetModels,
     GetSymbols,
     GetTraderStatus,
     Message,
     ModelsUpdated,
-    ModelView,
     Pause,
-    PauseRequest,
     RefreshUniverse,
-    RefreshUniverseRequest,
     ReloadModels,
-    ReloadModelsRequest,
-    Reply,
     Resume,
-    ResumeRequest,
-    RetrainRequest,
     RetrainSymbol,
-    ShutdownRequest,
     SignalProduced,
-    StatusReply,
-    StatusRequest,
     StopRequested,
-    SymbolsReply,
-    SymbolsRequest,
     SymbolStates,
     TraderStatus,
+    UnblockSymbol,
+)
+from admin.protocol import (
+    TRANSPORT_MAX_BYTES,
+    AdminReply,
+    AdminRequest,
+    AuthRequest,
+    BlockRequest,
+    CloseAllRequest,
+    CloseRequest,
+    ErrorReply,
+    ModelView,
+    PauseRequest,
+    RefreshUniverseRequest,
+    ReloadModelsRequest,
+    Reply,
+    ResumeRequest,
+    RetrainRequest,
+    ShutdownRequest,
+    StatusReply,
+    StatusRequest,
+    SymbolsReply,
+    SymbolsRequest,
     TrainersReply,
     TrainersRequest,
     UnblockRequest,
-    UnblockSymbol,
     UnwatchRequest,
     WatchEvent,
     WatchRequest,
+    decode_request,
+    encode_reply,
+    request_type,
 )
 from config.settings import is_loopback
 
@@ -100,20 +105,7 @@ log = logging.getLogger("tradeactors.admin")
 _ws_log = logging.getLogger("tradeactors.admin.websocket")
 _ws_log.setLevel(logging.WARNING)
 
-MAX_FRAME_BYTES = 64 * 1024  # larger frames get an Error reply
-# What the websocket layer accepts before closing the connection (1009): above
-# MAX_FRAME_BYTES, so that an oversized frame still gets a reply naming the problem.
-TRANSPORT_MAX_BYTES = 1024 * 1024
 WATCH_QUEUE = 1000  # events buffered per watcher before they are dropped (and counted)
-TOKEN_ENV = "TRADEACTORS_ADMIN_TOKEN"
-TOKEN_FILE = "admin.token"
-
-_encode = msgspec.json.Encoder().encode
-_tags: dict[str, type[AdminRequest]] = {
-    msgspec.inspect.type_info(cls).tag: cls  # type: ignore[attr-defined]
-    for cls in AnyAdminRequest.__args__
-}
-REQUEST_TYPES = tuple(sorted(_tags))
 
 
 class Asker(Protocol):
@@ -265,17 +257,17 @@ class AdminServer:
         if isinstance(request, ErrorReply):
             problem = request.error
         elif not isinstance(request, AuthRequest):
-            problem = f"the first frame must be Auth, not {_tag(request)}"
+            problem = f"the first frame must be Auth, not {request_type(request)}"
         elif not hmac.compare_digest(request.token.encode(), self._token):
             problem = "wrong token"
         request_id = request.id
         if problem is not None:
             log.warning("Admin: authentication failed from %s (%s)", peer, problem)
-            await ws.send(_text(ErrorReply(id=request_id, error="authentication failed")))
+            await ws.send(encode_reply(ErrorReply(id=request_id, error="authentication failed")))
             await ws.close(1008, "authentication failed")
             return False
         log.info("Admin: %s authenticated", peer)
-        await ws.send(_text(Reply(id=request_id, ok=True, detail="authenticated")))
+        await ws.send(encode_reply(Reply(id=request_id, ok=True, detail="authenticated")))
         return True
 
     # --- answering (in the server's loop; actor asks run in worker threads) ---------------
@@ -287,7 +279,7 @@ class AdminServer:
         except (pykka.ActorDeadError, pykka.Timeout, ActorError) as exc:
             return ErrorReply(id=request.id, error=_ask_problem(exc, self.ask_timeout_s))
         except Exception as exc:
-            log.exception("Admin: %s from %s failed", _tag(request), peer)
+            log.exception("Admin: %s from %s failed", request_type(request), peer)
             return ErrorReply(id=request.id, error=f"internal error: {type(exc).__name__}: {exc}")
 
     async def _answer(self, request: AdminRequest, peer: str) -> AdminReply:
@@ -316,7 +308,7 @@ class AdminServer:
                 return ErrorReply(id=request.id, error="already authenticated")
         command = actor_command(request)
         if command is None:
-            return ErrorReply(id=request.id, error=f"{_tag(request)} is not handled here")
+            return ErrorReply(id=request.id, error=f"{request_type(request)} is not handled here")
         actor, message = command
         result = await self._ask(actor, message)
         reply = await self._command_reply(request, result)
@@ -324,7 +316,7 @@ class AdminServer:
         log.info(
             "%sadmin %s from %s: %s",
             f"{symbol}: " if symbol else "",
-            _tag(request),
+            request_type(request),
             peer,
             reply.detail if reply.ok else f"refused: {reply.detail}",
         )
@@ -408,7 +400,7 @@ class _Session:
             await self.send(await self.server.answer(request, self.peer))
 
     async def send(self, reply: AdminReply) -> None:
-        await self.ws.send(_text(reply))
+        await self.ws.send(encode_reply(reply))
 
     async def _watch(self, request: WatchRequest) -> None:
         if self.watcher is not None:
@@ -493,39 +485,6 @@ class _Watcher:
 # --- pure parts ------------------------------------------------------------------------------
 
 
-def decode_request(frame: str | bytes) -> AnyAdminRequest | ErrorReply:
-    """One frame as a request, or the Error reply that names what is wrong with it."""
-    if isinstance(frame, bytes | bytearray | memoryview):
-        return ErrorReply(id=None, error="binary frames are not accepted; send JSON text")
-    size = len(frame.encode("utf-8", "surrogatepass"))
-    if size > MAX_FRAME_BYTES:
-        return ErrorReply(
-            id=None, error=f"frame of {size} bytes is over the {MAX_FRAME_BYTES} bytes limit"
-        )
-    try:
-        raw = msgspec.json.decode(frame)
-    except msgspec.DecodeError as exc:
-        return ErrorReply(id=None, error=f"not valid JSON: {exc}")
-    if not isinstance(raw, dict):
-        return ErrorReply(id=None, error='a request must be a JSON object with a "type" field')
-    request_id = raw.get("id")
-    if (
-        not isinstance(request_id, int)
-        or isinstance(request_id, bool)
-        or not 0 <= request_id < 2**53
-    ):
-        request_id = None
-    kind = raw.get("type")
-    if not isinstance(kind, str) or kind not in _tags:
-        what = 'no "type" field' if kind is None else f"unknown request type {_short(kind)}"
-        known = ", ".join(REQUEST_TYPES)
-        return ErrorReply(id=request_id, error=f"{what} (known: {known})")
-    try:
-        return msgspec.convert(raw, type=AnyAdminRequest)
-    except msgspec.ValidationError as exc:
-        return ErrorReply(id=request_id, error=f"bad {kind} request: {_plain(str(exc))}")
-
-
 def actor_command(request: AdminRequest) -> tuple[str, Message] | None:
     """The actor and the message that carry out an admin command (None: not an actor command)."""
     match request:
@@ -586,11 +545,6 @@ def status_reply(
     )
 
 
-def _text(reply: AdminReply) -> str:
-    """A reply as a JSON text frame (bytes would go out as a binary frame)."""
-    return _encode(reply).decode()
-
-
 def _finite(x: float) -> float | None:
     return x if x == x and x not in (float("inf"), float("-inf")) else None
 
@@ -603,94 +557,8 @@ def _ask_problem(exc: BaseException, timeout: float) -> str:
     return f"{actor} is not running (it may be restarting); try again"
 
 
-def _tag(request: AdminRequest) -> str:
-    return str(msgspec.inspect.type_info(type(request)).tag)  # type: ignore[attr-defined]
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
-def _plain(text: str) -> str:
-    return " ".join(text.replace("`", "").split())
-
-
 def _peer(ws: ServerConnection) -> str:
     address = ws.remote_address
     if isinstance(address, tuple) and len(address) >= 2:
         return f"{address[0]}:{address[1]}"
     return str(address)
-
-
-# --- the token -------------------------------------------------------------------------------
-
-
-class Token(NamedTuple):
-    value: str
-    source: str  # where it came from, for messages (never the value itself)
-
-
-class TokenError(Exception):
-    """The token file cannot be used; the message says what to do."""
-
-
-def token_path(data_dir: str | Path) -> Path:
-    return Path(data_dir) / TOKEN_FILE
-
-
-def read_token(data_dir: str | Path, environ: Mapping[str, str] | None = None) -> Token | None:
-    """The admin token: TRADEACTORS_ADMIN_TOKEN, else <data_dir>/admin.token; None if neither."""
-    env = os.environ if environ is None else environ
-    value = env.get(TOKEN_ENV, "").strip()
-    if value:
-        return Token(value, f"environment variable {TOKEN_ENV}")
-    path = token_path(data_dir)
-    try:
-        text = path.read_text(encoding="utf-8").strip()
-    except FileNotFoundError:
-        return None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise TokenError(f"cannot read the admin token file {path}: {exc}") from exc
-    if not text:
-        raise TokenError(
-            f"the admin token file {path} is empty; delete it and the bot writes a new one "
-            "at its next start"
-        )
-    return Token(text, f"file {path}")
-
-
-def load_or_create_token(data_dir: str | Path, environ: Mapping[str, str] | None = None) -> Token:
-    """The token the server accepts; creates <data_dir>/admin.token (mode 0600) if there is none."""
-    token = read_token(data_dir, environ)
-    path = token_path(data_dir)
-    if token is None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        value = secrets.token_urlsafe(32)
-        # written aside and linked into place: a bot killed mid-write leaves no empty token
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(value + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o600)
-        try:
-            os.link(tmp, path)  # fails if the name exists: never replaces a token
-        except FileExistsError:  # another process was faster: use its token
-            again = read_token(data_dir, environ)
-            assert again is not None
-            return again
-        finally:
-            tmp.unlink(missing_ok=True)
-        log.info("Admin token created in %s (mode 0600)", path)
-        return Token(value, f"file {path}")
-    if token.source.startswith("file "):
-        mode = stat.S_IMODE(path.stat().st_mode)
-        if mode & 0o077:
-            log.warning(
-                "Admin token file %s is readable by other users (mode %o); chmod 600 it",
-                path,
-                mode,
-            )
-    return token

@@ -23,7 +23,6 @@ import shlex
 import shutil
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NamedTuple, TextIO
 
@@ -31,7 +30,8 @@ import msgspec
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from websockets.sync.client import ClientConnection, connect
 
-from actors.messages import (
+from admin.protocol import (
+    TRANSPORT_MAX_BYTES,
     AdminRequest,
     AnyAdminReply,
     AuthRequest,
@@ -57,8 +57,9 @@ from actors.messages import (
     WatchEvent,
     WatchRequest,
 )
-from admin.server import TOKEN_ENV, TRANSPORT_MAX_BYTES, TokenError, read_token, token_path
+from admin.token import TOKEN_ENV, TokenError, read_token, token_path
 from config.settings import SettingsError, load_settings
+from core.timefmt import format_utc
 from policy.lifecycle import SymbolRecord
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
@@ -199,9 +200,7 @@ def format_table(
 def fmt_time(t: float | None, seconds: bool = False) -> str:
     if t is None:
         return "-"
-    return datetime.fromtimestamp(t, tz=UTC).strftime(
-        "%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M"
-    )
+    return format_utc(t, seconds=seconds, zone=False)
 
 
 def fmt_age(seconds: float) -> str:

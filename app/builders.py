@@ -14,7 +14,7 @@ import msgspec
 from actors.clock import Clock
 from admin.server import AdminServer
 from app.system import System
-from config.settings import Settings, SettingsError
+from config.settings import ExchangeSettings, Settings, SettingsError
 from core.durable import write_atomically
 from exchange.paper import PaperExchange
 from exchange.port import ExchangePort
@@ -29,15 +29,34 @@ def build_exchange(settings: Settings, clock: Clock) -> ExchangePort:
         raise SettingsError(f"exchange.kind {settings.exchange.kind!r} is not available yet")
     anchor_ms = _paper_anchor(Path(settings.data_dir), clock)
     market = SyntheticMarket(anchor_ms=anchor_ms, seed=settings.exchange.seed)
+    return build_paper_exchange(
+        market,
+        clock,
+        settings.exchange,
+        # orders and balances survive a restart, so reconciliation has something to check
+        state_path=Path(settings.data_dir) / "paper" / "state.json",
+    )
+
+
+def build_paper_exchange(
+    market: SyntheticMarket,
+    clock: Clock,
+    settings: ExchangeSettings | None = None,
+    state_path: Path | None = None,
+) -> PaperExchange:
+    """The paper exchange over `market` on `clock`'s time, with the quote, balance, fee and
+    slippage of `settings` (default: ExchangeSettings()). The bot, the simulation, the tests
+    and the benchmarks all build it here. `state_path`: keep orders and balances across
+    restarts (None: in memory only)."""
+    paper = settings or ExchangeSettings()
     return PaperExchange(
         market,
         now_ms=lambda: int(clock.now() * 1000),
-        quote=settings.exchange.quote,
-        starting_balance=settings.exchange.starting_balance,
-        fee_rate=settings.exchange.fee_rate,
-        slippage_bps=settings.exchange.slippage_bps,
-        # orders and balances survive a restart, so reconciliation has something to check
-        state_path=Path(settings.data_dir) / "paper" / "state.json",
+        quote=paper.quote,
+        starting_balance=paper.starting_balance,
+        fee_rate=paper.fee_rate,
+        slippage_bps=paper.slippage_bps,
+        state_path=state_path,
     )
 
 

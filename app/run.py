@@ -12,7 +12,7 @@ from pathlib import Path
 from threadpoolctl import threadpool_limits
 
 from actors.clock import RealClock
-from admin.server import TokenError, load_or_create_token
+from admin.token import TokenError, load_or_create_token
 from app.builders import build_admin_server, build_exchange
 from app.logs import configure_logging
 from app.supervision import Supervisor

@@ -33,8 +33,8 @@ from actors.base import Topic
 from actors.clock import VirtualClock
 from actors.messages import ModelsUpdated, SymbolStates
 from actors.trader import TraderActor
+from app.builders import build_paper_exchange
 from config.settings import TradingSettings
-from exchange.paper import PaperExchange
 from exchange.synthetic import SyntheticMarket
 from models import artifacts
 from models.pool import TrainingPool
@@ -44,7 +44,7 @@ from storage.ledger import MemoryLedger
 
 SYMBOLS = ["BTC/USDT", "ETH/USDT", "SOL/USDT", "XRP/USDT", "ADA/USDT", "LINK/USDT"]
 DAY_MS = 86_400_000
-PARAMS = TrainParams(horizon_bars=3)  # the bot's settings.training defaults
+PARAMS = TrainParams()  # the bot's settings.training defaults
 
 
 class _Sink:
@@ -63,7 +63,7 @@ class Rig:
     def __init__(self, symbols: list[str], models_dir: Path) -> None:
         self.clock = VirtualClock(start=_common.T0, stall_timeout_s=60)
         self.market = SyntheticMarket(anchor_ms=int(_common.T0 * 1000))
-        exchange = PaperExchange(self.market, now_ms=lambda: int(self.clock.now() * 1000))
+        exchange = build_paper_exchange(self.market, self.clock)
         models = {}
         for symbol in symbols:
             staging = artifacts.new_staging_dir(models_dir)

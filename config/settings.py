@@ -18,6 +18,8 @@ from typing import Annotated, Literal
 import msgspec
 import msgspec.yaml
 
+from core.text import one_line
+
 Positive = Annotated[float, msgspec.Meta(gt=0)]
 PositiveInt = Annotated[int, msgspec.Meta(gt=0)]
 Seconds = Annotated[int, msgspec.Meta(gt=0)]  # whole seconds
@@ -156,18 +158,6 @@ def load_settings(path: str | Path) -> Settings:
     try:
         return msgspec.yaml.decode(raw, type=Settings)
     except msgspec.ValidationError as exc:
-        raise SettingsError(f"{path}: {_plain(str(exc))}") from exc
+        raise SettingsError(f"{path}: {one_line(str(exc))}") from exc
     except msgspec.DecodeError as exc:
-        raise SettingsError(f"{path}: not valid YAML ({_plain(str(exc))})") from exc
-
-
-def _plain(text: str) -> str:
-    return " ".join(text.replace("`", "").split())
-
-
-def timeframe_s(timeframe: str) -> int:
-    units = {"m": 60, "h": 3600, "d": 86_400}
-    try:
-        return int(timeframe[:-1]) * units[timeframe[-1]]
-    except (KeyError, ValueError):
-        raise ValueError(f"unknown timeframe {timeframe!r}") from None
+        raise SettingsError(f"{path}: not valid YAML ({one_line(str(exc))})") from exc

@@ -1,4 +1,5 @@
-"""Candle timeframes as ccxt spells them ('1m', '5m', '1h', '1d'), converted to milliseconds."""
+"""Candle timeframes as ccxt spells them ('1m', '5m', '1h', '1d'), converted to milliseconds
+or seconds: the one parser of a timeframe."""
 
 from __future__ import annotations
 
@@ -28,3 +29,8 @@ def timeframe_ms(tf: str) -> int:
             f"unsupported timeframe {tf!r}: its length must divide a day or be whole days"
         )
     return ms
+
+
+def timeframe_s(tf: str) -> int:
+    """Length of one candle of timeframe `tf` in seconds; ValueError as `timeframe_ms`."""
+    return timeframe_ms(tf) // 1000

@@ -22,6 +22,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import accuracy_score, precision_score, roc_auc_score
 from threadpoolctl import threadpool_limits
 
+from config.settings import TrainingSettings
 from models import artifacts
 from models.features import TIME, batch_features, make_labels
 
@@ -32,14 +33,27 @@ FOLD_ITER_DIVISOR = 3
 MIN_FOLD_ITER = 10
 
 
+# The label and the fit length are settings (settings.training): their defaults are read
+# from there, so a job made without settings learns what the bot would.
+_BOT = TrainingSettings()
+
+
 class TrainParams(msgspec.Struct, frozen=True):
-    horizon_bars: int = 15
-    label_threshold: float = 0.0005
-    max_iter: int = 100
+    horizon_bars: int = _BOT.horizon_bars
+    label_threshold: float = _BOT.label_threshold
+    max_iter: int = _BOT.max_iter
     max_leaf_nodes: int = 31
     learning_rate: float = 0.1
     walk_forward_folds: int = 3
     min_rows: int = 2000
+
+    @classmethod
+    def from_settings(cls, training: TrainingSettings) -> TrainParams:
+        return cls(
+            horizon_bars=training.horizon_bars,
+            label_threshold=training.label_threshold,
+            max_iter=training.max_iter,
+        )
 
 
 @dataclass(frozen=True)

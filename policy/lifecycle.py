@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import enum
 import math
-from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
+
+from core.timefmt import format_utc
 
 DAY_S = 86_400.0
 
@@ -368,10 +369,6 @@ def _short_history_reason(days: float | None, minimum: float, eligible_at: float
         return f"no history yet < {_num(minimum)} days minimum"
     when = "unknown" if eligible_at is None else format_utc(eligible_at)
     return f"{days:.1f} days of history < {_num(minimum)} minimum; eligible {when}"
-
-
-def format_utc(t: float) -> str:
-    return datetime.fromtimestamp(t, tz=UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def _num(x: float) -> str:

@@ -35,7 +35,6 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, Protocol, TextIO
 
@@ -63,6 +62,7 @@ from actors.messages import (
     UniverseRefreshed,
 )
 from config.settings import Settings, SettingsError, load_settings
+from core.timefmt import format_utc
 from exchange.port import ExchangePort
 from exchange.types import ExchangeError
 from models.pool import TrainingPool
@@ -82,10 +82,6 @@ GATE_TOLERANCE_S = 1.0
 log = logging.getLogger("tradeactors.simulation")
 
 
-def utc(t: float) -> str:
-    return datetime.fromtimestamp(t, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
 class VirtualTimeFormatter(logging.Formatter):
     """Log lines stamped with the clock's time (virtual in a simulation), in UTC."""
 
@@ -94,7 +90,7 @@ class VirtualTimeFormatter(logging.Formatter):
         self.clock = clock
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
-        return datetime.fromtimestamp(self.clock.now(), tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
+        return format_utc(self.clock.now(), seconds=True, zone=False)
 
 
 # --- training: parallel fits, results in a fixed order ----------------------------------
@@ -191,7 +187,7 @@ class InvariantMonitor:
         self.order_ids: set[str] = set()
 
     def _violate(self, at: float, text: str) -> None:
-        self.violations.append(f"{utc(at)}: {text}")
+        self.violations.append(f"{format_utc(at, seconds=True)}: {text}")
 
     def observe(self, event: Event) -> None:
         match event:
@@ -232,7 +228,8 @@ class InvariantMonitor:
             self._violate(
                 at,
                 f"{symbol}: a second trainer started while the one started at "
-                f"{utc(self.running[symbol])} still runs (invariant 1: one trainer per symbol)",
+                f"{format_utc(self.running[symbol], seconds=True)} still runs "
+                "(invariant 1: one trainer per symbol)",
             )
         state = self.state.get(symbol)
         if state not in (SymbolState.TRAINING, SymbolState.ACTIVE):
@@ -569,7 +566,11 @@ def run(
                     break
         if stopped:
             end = clock.now()
-            log.error("Simulation ended early at %s: the bot stopped (%s)", utc(end), stopped[0])
+            log.error(
+                "Simulation ended early at %s: the bot stopped (%s)",
+                format_utc(end, seconds=True),
+                stopped[0],
+            )
         try:
             final = trader.ask(GetTraderStatus()).equity
         except pykka.ActorDeadError:  # the bot stopped: its last sample stands
@@ -672,7 +673,7 @@ def summarize(
             final_state=sim.final_states.get(name, "unknown"),
             trainings_started=len(t.trainings),
             trainings_failed=sum(run.ok is False for run in t.trainings),
-            became_active_at=None if active is None else utc(active),
+            became_active_at=None if active is None else format_utc(active, seconds=True),
             orders=t.orders,
             pnl=round(pnl.get(name, 0.0), 6),
             signals=t.signals,
@@ -686,7 +687,7 @@ def summarize(
     drawdown, drawdown_abs = max_drawdown(e for _, e in sim.equity)
     reloads = tally.by_prefix("model_reloads.")
     return Summary(
-        start=utc(sim.start),
+        start=format_utc(sim.start, seconds=True),
         days=round(sim_seconds / DAY_S, 6),
         seed=seed,
         market_symbols=len(symbols),
@@ -882,7 +883,12 @@ def command(args: Any, simulate: Simulate) -> int:
     clock = VirtualClock(start=SIM_START)
     bar = ProgressBar(args.days * DAY_S)
     configure_logging(clock, out / "simulation.log", settings.logging.level, bar)
-    log.info("Simulating %g days from %s; report in %s", args.days, utc(SIM_START), out)
+    log.info(
+        "Simulating %g days from %s; report in %s",
+        args.days,
+        format_utc(SIM_START, seconds=True),
+        out,
+    )
     # As in a live run: BLAS capped process-wide (OpenMP is capped per thread by prob_up
     # and run_training), so fits in threads never oversubscribe the cores.
     thread_cap = threadpool_limits(limits=1)

@@ -11,10 +11,10 @@ from typing import Literal
 import msgspec
 
 from actors.clock import VirtualClock
+from app.builders import build_paper_exchange
 from app.supervision import Supervisor
 from app.system import System
 from config.settings import Settings
-from exchange.paper import PaperExchange
 from exchange.synthetic import SyntheticMarket, synthetic_specs
 from simulation import runner as simulation
 from simulation.report import Summary
@@ -49,15 +49,7 @@ def simulate(
             universe=replace(settings.universe, top_n=max(settings.universe.top_n, len(specs))),
         )
         market = SyntheticMarket(anchor_ms=int(vclock.now() * 1000), seed=seed, specs=specs)
-        paper = settings.exchange
-        exchange = PaperExchange(
-            market,
-            now_ms=lambda: int(vclock.now() * 1000),
-            quote=paper.quote,
-            starting_balance=paper.starting_balance,
-            fee_rate=paper.fee_rate,
-            slippage_bps=paper.slippage_bps,
-        )
+        exchange = build_paper_exchange(market, vclock, settings.exchange)
         pool = simulation.DeterministicPool(workers=workers, kind=pool_kind)
         monitor = simulation.InvariantMonitor(
             coverage_interval_s=settings.coverage.interval_s,

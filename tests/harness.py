@@ -95,8 +95,8 @@ class Bot:
         pool: Any = None,
         **sections: Any,
     ) -> None:
+        from app.builders import build_paper_exchange
         from app.system import System
-        from exchange.paper import PaperExchange
         from exchange.synthetic import SyntheticMarket
         from models.pool import TrainingPool
 
@@ -109,10 +109,8 @@ class Bot:
         self.settings = settings_for(tmp_path, **sections)
         self.clock = new_clock(at)
         state_path = Path(self.settings.data_dir) / "paper" / "state.json" if paper_state else None
-        self.exchange = PaperExchange(
-            SyntheticMarket(anchor_ms=int(T0 * 1000)),
-            now_ms=lambda: int(self.clock.now() * 1000),
-            state_path=state_path,
+        self.exchange = build_paper_exchange(
+            SyntheticMarket(anchor_ms=int(T0 * 1000)), self.clock, state_path=state_path
         )
         self.system = System(
             self.settings,

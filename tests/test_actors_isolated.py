@@ -35,6 +35,7 @@ from actors.messages import (
 )
 from actors.model_store import ModelStoreActor
 from actors.trader import TraderActor
+from app.builders import build_paper_exchange
 from config.settings import Settings, TradingSettings, UniverseSettings
 from exchange.paper import PaperExchange
 from exchange.synthetic import SyntheticMarket
@@ -54,9 +55,7 @@ class StandInTrainer(BaseActor):
 @pytest.fixture
 def exchange_and_clock() -> tuple[PaperExchange, Any]:
     clock = new_clock()
-    exchange = PaperExchange(
-        SyntheticMarket(anchor_ms=int(T0 * 1000)), now_ms=lambda: int(clock.now() * 1000)
-    )
+    exchange = build_paper_exchange(SyntheticMarket(anchor_ms=int(T0 * 1000)), clock)
     return exchange, clock
 
 

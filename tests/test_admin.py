@@ -22,9 +22,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from actors.messages import (
-    AdminRequest,
     CoverageChecked,
-    ErrorReply,
     GetSymbols,
     ModelsReloaded,
     OrderPlaced,
@@ -34,7 +32,7 @@ from actors.messages import (
     TrainerStarted,
     UniverseRefreshed,
 )
-from admin.server import MAX_FRAME_BYTES, decode_request
+from admin.protocol import MAX_FRAME_BYTES, AdminRequest, ErrorReply, decode_request
 from policy.lifecycle import DAY_S, SymbolState
 from policy.risk import Intent
 from tests.admin_client import TOKEN, AdminBot

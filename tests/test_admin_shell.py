@@ -21,18 +21,16 @@ from typing import Any
 
 import pytest
 
-from actors.messages import (
+from actors.messages import GetSymbols, SymbolStates
+from admin.protocol import (
     BlockRequest,
     CloseRequest,
-    GetSymbols,
     ModelView,
     PauseRequest,
     StatusReply,
     StatusRequest,
-    SymbolStates,
     WatchRequest,
 )
-from admin.server import TOKEN_ENV, TokenError, load_or_create_token, read_token
 from admin.shell import (
     COMMAND_NAMES,
     UsageError,
@@ -43,6 +41,7 @@ from admin.shell import (
     parse_command,
     run_shell,
 )
+from admin.token import TOKEN_ENV, TokenError, load_or_create_token, read_token
 from config.settings import SettingsError, load_settings
 from policy.lifecycle import SymbolRecord, SymbolState
 from policy.risk import Position

@@ -182,16 +182,14 @@ def test_a_symbol_trades_at_once_whichever_of_its_state_and_model_arrives_last(
 ) -> None:
     """A restarted trader learns states and models from two actors, in either order."""
     from actors.messages import ModelsUpdated
-    from exchange.paper import PaperExchange
+    from app.builders import build_paper_exchange
     from exchange.synthetic import SyntheticMarket
     from storage.ledger import MemoryLedger
     from tests.harness import new_clock, published_model
     from tests.test_actors_isolated import TraderRig, _states
 
     clock = new_clock()
-    exchange = PaperExchange(
-        SyntheticMarket(anchor_ms=int(T0 * 1000)), now_ms=lambda: int(clock.now() * 1000)
-    )
+    exchange = build_paper_exchange(SyntheticMarket(anchor_ms=int(T0 * 1000)), clock)
     rig = TraderRig(exchange, clock, MemoryLedger(), **EVERY_CANDLE)
     rig.ref.tell(_states(BTC_USDT=SymbolState.ACTIVE))  # the state first ...
     settle()

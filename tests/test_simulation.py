@@ -38,8 +38,8 @@ from actors.messages import (
 )
 from actors.trader import TraderActor
 from app import system as app_system
+from app.builders import build_paper_exchange
 from config.settings import Settings, TradingSettings
-from exchange.paper import PaperExchange
 from exchange.synthetic import (
     DEFAULT_SYMBOLS,
     SyntheticMarket,
@@ -207,9 +207,7 @@ def test_a_symbol_becoming_active_trades_at_once_whichever_message_comes_first(
 ) -> None:
     """The store's ModelsUpdated and coverage's SymbolStates race; the outcome must not."""
     clock = new_clock(T)
-    exchange = PaperExchange(
-        SyntheticMarket(anchor_ms=int(T * 1000)), now_ms=lambda: int(clock.now() * 1000)
-    )
+    exchange = build_paper_exchange(SyntheticMarket(anchor_ms=int(T * 1000)), clock)
     events = Recorder()
     trader = TraderActor.start(
         clock=clock,

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from policy.lifecycle import SymbolRecord
+from policy.lifecycle import SymbolRecord, SymbolState
 from storage.db import (
     MIGRATIONS,
     Database,
@@ -20,10 +20,9 @@ from storage.db import (
     ModelVersions,
     SqliteLedger,
     StorageError,
-    SymbolRow,
     SymbolStore,
-    main,
 )
+from storage.db.cli import main
 from storage.ledger import (
     TRANSITIONS,
     IllegalTransition,
@@ -47,6 +46,11 @@ def order(coid: str = "ta1", **fields: Any) -> OrderRow:
         "updated_at": 1.0,
     }
     return OrderRow(**{**base, **fields})
+
+
+def records(store: SymbolStore) -> list[SymbolRecord]:
+    """What the coverage actor reads back: the stored encoded forms as records."""
+    return [msgspec.convert(fields, SymbolRecord) for fields in store.load()]
 
 
 @pytest.fixture
@@ -170,14 +174,14 @@ def test_every_table_survives_closing_and_reopening(tmp_path: Path) -> None:
     position = PositionRow(symbol="BTC/USDT", amount=0.002, entry_price=60_000.0, opened_at=5.0)
     ledger.set_position("BTC/USDT", position)
     ledger.set_value("trader.paused", "1")
-    blocked = SymbolRow(
+    blocked = SymbolRecord(
         symbol="PEPE/USDT",
-        state="BLOCKED_HISTORY",
+        state=SymbolState.BLOCKED_HISTORY,
         reason="12.5 days of history < 14 minimum; eligible 2026-11-27 12:00 UTC",
         since=3.0,
         eligible_at=1_795_780_800.0,
     )
-    symbols.save(blocked)
+    symbols.save(msgspec.to_builtins(blocked))
     symbols.attempt_started("ETH/USDT", 10.0)
     symbols.attempt_finished("ETH/USDT", 20.0, ok=False, error="worker died")
     symbols.attempt_started("ETH/USDT", 30.0)  # still running when the bot stops
@@ -199,7 +203,7 @@ def test_every_table_survives_closing_and_reopening(tmp_path: Path) -> None:
     assert ledger.get("ta1") == order(state=OrderState.SENT)
     assert ledger.positions() == {"BTC/USDT": position}
     assert ledger.value("trader.paused") == "1"
-    assert symbols.load() == [blocked]
+    assert records(symbols) == [blocked]
     assert symbols.abandon_unfinished(40.0, keep=(), reason="bot restarted") == ["ETH/USDT"]
     attempts = symbols.attempts("ETH/USDT")
     assert [(a.outcome, a.error) for a in attempts] == [
@@ -210,11 +214,32 @@ def test_every_table_survives_closing_and_reopening(tmp_path: Path) -> None:
     db.close()
 
 
-def test_symbol_rows_carry_every_field_of_a_lifecycle_record() -> None:
-    assert SymbolRow.__struct_fields__ == SymbolRecord.__struct_fields__
-    record = SymbolRecord(symbol="X/USDT", attempts=2, last_error="boom", next_attempt_at=9.0)
-    row = msgspec.convert(msgspec.structs.asdict(record), SymbolRow)
-    assert msgspec.convert(msgspec.structs.asdict(row), SymbolRecord) == record
+def test_every_field_of_a_lifecycle_record_is_stored(db: Database) -> None:
+    """The store has no copy of the record's fields: a record must come back whole."""
+    symbols = SymbolStore(db)
+    assert set(symbols.columns) == set(SymbolRecord.__struct_fields__)
+    record = SymbolRecord(
+        symbol="X/USDT",
+        state=SymbolState.RETRY_WAIT,
+        reason="training failed",
+        since=1.5,
+        eligible_at=2.0,
+        attempts=2,
+        next_attempt_at=9.0,
+        model_version="v000003",
+        model_trained_at=0.5,
+        last_error="boom",
+    )
+    assert all(v is not None for v in msgspec.structs.astuple(record))  # every field set
+    symbols.save(msgspec.to_builtins(record))
+    assert records(symbols) == [record]
+
+
+def test_a_record_field_without_a_column_is_refused_not_dropped(db: Database) -> None:
+    symbols = SymbolStore(db)
+    with pytest.raises(StorageError, match="no column for muted"):
+        symbols.save({"symbol": "X/USDT", "state": "NEW", "reason": "r", "since": 0.0, "muted": 1})
+    assert symbols.load() == []
 
 
 # --- refusing a damaged or foreign file ----------------------------------------------------
