@@ -66,12 +66,9 @@ def build_ccxt_exchange(
     """A real exchange through ccxt; SettingsError (exit 2, before any actor runs) when
     the keys are missing or live mode is not confirmed."""
     # imported here: `import ccxt` takes ~0.9 s, which the paper default does not need
-    from exchange.ccxt_exchange import (
-        LIVE_CONFIRMATION,
-        CcxtConfig,
-        CcxtExchange,
-        Credentials,
-    )
+    from exchange.ccxt_client import CcxtConfig
+    from exchange.ccxt_exchange import CcxtExchange
+    from exchange.credentials import LIVE_CONFIRMATION, Credentials
 
     ex = settings.exchange
     if ex.mode == "live" and ex.live_confirm != LIVE_CONFIRMATION:

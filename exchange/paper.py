@@ -2,12 +2,9 @@
 
 Market orders fill at once at the close of the last closed 1m candle, moved by
 `slippage_bps` against the taker (buys higher, sells lower), and pay `fee_rate` of
-the notional in the quote currency. Limit orders fill at once if marketable
-(at the better of the limit and the slipped last close); otherwise they rest OPEN,
-reserving their funds in `used`, and fill at their limit price on the first later
-closed candle that trades through it. Resting orders are checked by `poll()`,
-which every state-reading call (`create_order`, `cancel_order`, `fetch_order`,
-`fetch_open_orders`, `fetch_balances`) runs first.
+the notional in the quote currency. Market orders only: the bot sends no other kind,
+and a limit order is refused (`OrderRejected`), so no order ever rests open and
+nothing is reserved (`used` is always 0).
 
 With `state_path`, the whole state (balances, orders by client id, order counter)
 is rewritten atomically after every change and loaded at construction, so a
@@ -47,16 +44,17 @@ _STATE_VERSION = 1
 
 class _Funds(msgspec.Struct):
     free: float
-    used: float = 0.0
 
 
 class _State(msgspec.Struct):
+    """The file's layout. Files written when the paper exchange had resting limit orders
+    carry `used` and `next_check_ms` too: ignored on reading (an open order in one is
+    refused by `_load`)."""
+
     quote: str
     counter: int
     balances: dict[str, _Funds]
     orders: dict[str, Order]  # by client order id, in creation order
-    # Open limit orders -> open time of the next 1m candle to check for a fill.
-    next_check_ms: dict[str, int]
     version: int = _STATE_VERSION
 
 
@@ -102,7 +100,6 @@ class PaperExchange:
                 counter=0,
                 balances={quote: _Funds(free=float(starting_balance))},
                 orders={},
-                next_check_ms={},
             )
             self._save()
 
@@ -187,7 +184,6 @@ class PaperExchange:
 
     def create_order(self, request: OrderRequest) -> Order:
         with self._lock:
-            self._poll_locked()
             existing = self._state.orders.get(request.client_order_id)
             if existing is not None:
                 if existing.symbol != request.symbol or existing.side != request.side:
@@ -216,8 +212,11 @@ class PaperExchange:
             side = Side(request.side)
         except ValueError:
             raise OrderRejected(f"{symbol}: unknown side {request.side!r}") from None
-        if request.kind not in ("market", "limit"):
-            raise OrderRejected(f"{symbol}: unknown order kind {request.kind!r}")
+        if request.kind != "market":
+            raise OrderRejected(
+                f"{symbol}: the paper exchange fills market orders only, not a "
+                f"{request.kind!r} order"
+            )
         if not (math.isfinite(request.amount) and request.amount > 0):
             raise OrderRejected(f"{symbol}: amount {request.amount} must be a positive number")
         amount = self._round_amount(request.amount, market.amount_step)
@@ -230,21 +229,14 @@ class PaperExchange:
         if last is None:
             raise OrderRejected(f"{symbol}: no closed candle yet, no price to trade at")
         ref = float(last[4])
-        limit_price = request.price
-        if request.kind == "limit" and not (
-            limit_price is not None and math.isfinite(limit_price) and limit_price > 0
-        ):
-            raise OrderRejected(f"{symbol}: limit order needs a positive price, got {limit_price}")
-        taker = ref * (1.0 + self.slippage) if side is Side.BUY else ref * (1.0 - self.slippage)
-        check_price = taker if request.kind == "market" else float(limit_price or 0.0)
-        notional = amount * check_price
+        price = ref * (1.0 + self.slippage) if side is Side.BUY else ref * (1.0 - self.slippage)
+        notional = amount * price
         if notional < market.min_notional:
             raise OrderRejected(
                 f"{symbol}: notional {notional:.8g} {self.quote} ({amount:.10g} {market.base} "
-                f"at {check_price:.8g}) is below the minimum notional "
+                f"at {price:.8g}) is below the minimum notional "
                 f"{market.min_notional:g} {self.quote}"
             )
-        # Funds needed, checked at the limit price for limit orders (what they reserve).
         if side is Side.BUY:
             need = notional * (1.0 + self.fee_rate)
             have = self._funds(self.quote).free
@@ -260,53 +252,21 @@ class PaperExchange:
             )
 
         self._state.counter += 1
-        exchange_id = f"paper-{self._state.counter}"
-        marketable = request.kind == "market" or (
-            ref <= check_price if side is Side.BUY else ref >= check_price
-        )
-        if marketable:
-            if request.kind == "market":
-                price = taker
-            elif side is Side.BUY:
-                price = min(check_price, taker)
-            else:
-                price = max(check_price, taker)
-            fee = self._settle(market, side, amount, price)
-            return Order(
-                symbol=symbol,
-                side=side,
-                client_order_id=request.client_order_id,
-                exchange_order_id=exchange_id,
-                status=OrderStatus.CLOSED,
-                amount=amount,
-                filled=amount,
-                remaining=0.0,
-                average_price=price,
-                fee_quote=fee,
-                created_ms=now,
-                kind=request.kind,
-                price=request.price,
-            )
-        # Resting limit order: reserve its funds.
-        funds = self._funds(asset)
-        funds.free = _snap(funds.free - need, self._dust(asset))
-        funds.used += need
-        base_ms = self._market.base_ms
-        self._state.next_check_ms[request.client_order_id] = (now // base_ms + 1) * base_ms
+        fee = self._settle(market, side, amount, price)
         return Order(
             symbol=symbol,
             side=side,
             client_order_id=request.client_order_id,
-            exchange_order_id=exchange_id,
-            status=OrderStatus.OPEN,
+            exchange_order_id=f"paper-{self._state.counter}",
+            status=OrderStatus.CLOSED,
             amount=amount,
-            filled=0.0,
-            remaining=amount,
-            average_price=None,
-            fee_quote=0.0,
+            filled=amount,
+            remaining=0.0,
+            average_price=price,
+            fee_quote=fee,
             created_ms=now,
-            kind="limit",
-            price=check_price,
+            kind=request.kind,
+            price=request.price,
         )
 
     @staticmethod
@@ -346,86 +306,23 @@ class PaperExchange:
             quote.free = _snap(quote.free + notional - fee, self._dust(self.quote))
         return fee
 
-    def _release(self, order: Order) -> None:
-        """Give back the funds an open limit order reserved."""
-        market = self._markets[order.symbol]
-        if order.side is Side.BUY:
-            asset = self.quote
-            reserved = order.remaining * float(order.price or 0.0) * (1.0 + self.fee_rate)
-        else:
-            asset = market.base
-            reserved = order.remaining
-        funds = self._funds(asset)
-        funds.used = _snap(funds.used - reserved, self._dust(asset))
-        funds.free = _snap(funds.free + reserved, self._dust(asset))
-
-    def poll(self) -> list[Order]:
-        """Fill resting limit orders that closed candles traded through; returns them."""
-        with self._lock:
-            filled = self._poll_locked()
-            return filled
-
-    def _poll_locked(self) -> list[Order]:
-        if not self._state.next_check_ms:
-            return []
-        base_ms = self._market.base_ms
-        end = (self._now() // base_ms) * base_ms  # candles opening before this are closed
-        filled: list[Order] = []
-        changed = False
-        for cid, since in list(self._state.next_check_ms.items()):
-            if since >= end:
-                continue
-            order = self._state.orders[cid]
-            limit = float(order.price or 0.0)
-            rows = self._market.candles(order.symbol, since, end)
-            changed = True
-            hit = rows[:, 3] <= limit if order.side is Side.BUY else rows[:, 2] >= limit
-            if len(rows) == 0 or not hit.any():
-                self._state.next_check_ms[cid] = end
-                continue
-            self._release(order)
-            fee = self._settle(self._markets[order.symbol], order.side, order.remaining, limit)
-            done = msgspec.structs.replace(
-                order,
-                status=OrderStatus.CLOSED,
-                filled=order.amount,
-                remaining=0.0,
-                average_price=limit,
-                fee_quote=fee,
-            )
-            self._state.orders[cid] = done
-            del self._state.next_check_ms[cid]
-            filled.append(done)
-        if changed:
-            self._save()
-        return filled
-
     def cancel_order(self, symbol: str, client_order_id: str) -> Order:
+        """Every paper order filled when it was placed: there is nothing left to cancel."""
         with self._lock:
-            self._poll_locked()
             order = self._state.orders.get(client_order_id)
             if order is None or order.symbol != symbol:
                 raise ExchangeError(
                     f"{symbol}: no order with client order id {client_order_id!r} to cancel"
                 )
-            if order.status is not OrderStatus.OPEN:
-                return order  # already filled or canceled: nothing to do
-            self._release(order)
-            canceled = msgspec.structs.replace(order, status=OrderStatus.CANCELED)
-            self._state.orders[client_order_id] = canceled
-            del self._state.next_check_ms[client_order_id]
-            self._save()
-            return canceled
+            return order
 
     def fetch_order(self, symbol: str, client_order_id: str) -> Order | None:
         with self._lock:
-            self._poll_locked()
             order = self._state.orders.get(client_order_id)
             return order if order is not None and order.symbol == symbol else None
 
     def fetch_open_orders(self, symbol: str | None = None) -> list[Order]:
         with self._lock:
-            self._poll_locked()
             return [
                 o
                 for o in self._state.orders.values()
@@ -434,11 +331,10 @@ class PaperExchange:
 
     def fetch_balances(self) -> dict[str, Balance]:
         with self._lock:
-            self._poll_locked()
             return {
-                asset: Balance(asset=asset, free=f.free, used=f.used)
+                asset: Balance(asset=asset, free=f.free, used=0.0)
                 for asset, f in self._state.balances.items()
-                if asset == self.quote or f.free != 0.0 or f.used != 0.0
+                if asset == self.quote or f.free != 0.0
             }
 
     def close(self) -> None:
@@ -476,12 +372,11 @@ class PaperExchange:
                 problems.append(f"order filed under {cid!r} has id {order.client_order_id!r}")
             if order.symbol not in self._markets:
                 problems.append(f"order {cid!r} on unknown symbol {order.symbol!r}")
-            is_open = order.status is OrderStatus.OPEN
-            if is_open != (cid in state.next_check_ms):
-                problems.append(f"order {cid!r} open/check bookkeeping disagrees")
-        for cid in state.next_check_ms:
-            if cid not in state.orders:
-                problems.append(f"check scheduled for missing order {cid!r}")
+            if order.status is OrderStatus.OPEN:
+                problems.append(
+                    f"order {cid!r} is open (a resting limit order, which this version "
+                    "no longer fills)"
+                )
         if problems:
             raise ExchangeError(
                 f"inconsistent paper exchange state file {path}: " + "; ".join(problems)

@@ -50,7 +50,7 @@ class OrderRequest(msgspec.Struct, frozen=True):
     side: Side
     amount: float  # base units
     client_order_id: str
-    kind: str = "market"  # "market" | "limit"
+    kind: str = "market"  # "market" | "limit"; the bot sends market orders, paper refuses limit
     price: float | None = None  # limit price; reference price for market orders
 
 

@@ -148,7 +148,7 @@ class Venue:
         if state_path.exists():
             state = json.loads(state_path.read_bytes())
             snap.exchange = state["orders"]  # keyed by client id: a resend would overwrite
-            snap.balances = {a: f["free"] + f["used"] for a, f in state["balances"].items()}
+            snap.balances = {a: f["free"] for a, f in state["balances"].items()}
 
     def close(self) -> None:
         pass

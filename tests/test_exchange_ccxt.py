@@ -25,14 +25,10 @@ import pytest
 
 from config.settings import Settings, SettingsError, load_settings
 from core.timeframes import DAY_MS, MINUTE_MS
-from exchange.ccxt_exchange import (
-    API_KEY_ENV,
-    API_SECRET_ENV,
-    CcxtConfig,
-    CcxtExchange,
-    Credentials,
-    MissingCredentials,
-)
+from exchange.ccxt_client import CcxtConfig
+from exchange.ccxt_exchange import CcxtExchange
+from exchange.credentials import API_KEY_ENV, API_SECRET_ENV, Credentials, MissingCredentials
+from exchange.retry import RetryPolicy
 from exchange.synthetic import SymbolSpec
 from exchange.types import (
     AuthenticationFailed,
@@ -46,28 +42,11 @@ from exchange.types import (
 from policy.universe import select_universe
 from storage.candles import CandleCache, download
 from tests.fake_binance import API_KEY, API_SECRET, FakeBinance
+from tests.fake_time import FakeTime
 
 ROOT = Path(__file__).resolve().parents[1]
 ORDER = "/api/v3/order"
 KLINES = "/api/v3/klines"
-
-
-class FakeTime:
-    """Injected sleep + monotonic clock: a sleep records the wait and moves the clock."""
-
-    def __init__(self) -> None:
-        self.t = 1000.0
-        self.sleeps: list[float] = []
-        self.on_sleep: Any = None
-
-    def monotonic(self) -> float:
-        return self.t
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(round(seconds, 3))
-        self.t += seconds
-        if self.on_sleep is not None:
-            self.on_sleep(seconds)
 
 
 def real_ms() -> int:
@@ -118,7 +97,7 @@ def test_every_url_points_at_base_url_in_each_mode(
     fake: FakeBinance, clock: FakeTime, mode: str
 ) -> None:
     ex = connect(fake, clock, mode=mode)
-    client = ex._client
+    client = ex._client.api
     assert client.isSandboxModeEnabled is (mode == "sandbox")
     assert bool(client.options.get("enableDemoTrading")) is (mode == "demo")
 
@@ -158,8 +137,8 @@ def test_errors_map_with_binance_spot_table_as_in_production(
 ) -> None:
     # -1004 is OperationFailed (retryable) in ccxt's spot table and OperationRejected in its
     # generic one: ccxt picks the spot table by host name (api.binance.com, testnet...).
-    assert issubclass(ex._client.exceptions["spot"]["exact"]["-1004"], ccxt.OperationFailed)
-    assert not issubclass(ex._client.exceptions["exact"]["-1004"], ccxt.OperationFailed)
+    assert issubclass(ex._client.api.exceptions["spot"]["exact"]["-1004"], ccxt.OperationFailed)
+    assert not issubclass(ex._client.api.exceptions["exact"]["-1004"], ccxt.OperationFailed)
     fake.fail(KLINES, 400, -1004, "Server is busy, please wait and try again")
     assert len(ex.fetch_ohlcv("BTC/USDT", "1m", limit=3)) == 3
     assert clock.sleeps == [0.5]  # retried, as against the real testnet host
@@ -322,7 +301,9 @@ def test_stall_then_fill_places_no_duplicate(
     assert "order ta-stall was placed (found after RequestTimeout" in caplog.text
     # a blind resend is what the test guards against: Binance (and the fake) accepts a
     # filled order's client id again and fills it again
-    ex._client.create_order("BTC/USDT", "market", "buy", 0.01, None, {"clientOrderId": "ta-stall"})
+    ex._client.api.create_order(
+        "BTC/USDT", "market", "buy", 0.01, None, {"clientOrderId": "ta-stall"}
+    )
     assert len(fake.orders_with_client_id("ta-stall")) == 2
 
 
@@ -489,6 +470,23 @@ def test_http_418_waits_the_stated_time_and_sends_nothing_during_a_long_ban(
     assert len(ex.fetch_ohlcv("BTC/USDT", "1m", limit=2)) == 2
 
 
+def test_a_deadline_makes_a_retry_after_longer_than_it_fail_at_once(
+    fake: FakeBinance, clock: FakeTime
+) -> None:
+    """Today a 30 s Retry-After is waited out inside the call; with a deadline (one
+    setting, `RetryPolicy.deadline_s`) the call fails at once, saying why."""
+    ex = connect(fake, clock, retry=RetryPolicy(deadline_s=5.0))
+    ex.load_markets()
+    fake.fail("/api/v3/ticker/24hr", 429, -1003, "Too many requests.", retry_after=30)
+    with pytest.raises(TransientExchangeError, match=r"Retry-After 30 s\)$"):
+        ex.fetch_tickers()
+    assert clock.sleeps == [] and fake.count("GET", "/api/v3/ticker/24hr") == 1
+    with pytest.raises(TransientExchangeError, match="30 s left, no request until then"):
+        ex.fetch_balances()
+    clock.t += 30
+    assert "BTC/USDT" in ex.fetch_tickers()
+
+
 def test_clock_skew_resyncs_the_time_then_retries_once(
     clock: FakeTime, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -558,7 +556,7 @@ def test_bad_keys_stop_trading_with_what_to_check_and_never_leak(
     assert "X-MBX-APIKEY" in caplog.text  # ccxt's debug lines were logged ...
     for secret in (API_KEY, wrong):  # ... with the key and the secret masked
         assert secret not in caplog.text and secret not in message
-        assert secret not in repr(ex) and secret not in repr(ex._creds)
+        assert secret not in repr(ex) and secret not in repr(ex._client.credentials)
     assert "signature=***" in caplog.text
 
 

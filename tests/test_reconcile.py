@@ -256,7 +256,9 @@ def test_an_exchange_that_cannot_answer_stops_the_pass_and_keeps_what_was_done(
 def ccxt_on_the_fake() -> Iterator[tuple[Any, Any]]:
     """(FakeBinance, CcxtExchange driving the real ccxt client against it); the adapter's
     waits are recorded, not slept."""
-    from exchange.ccxt_exchange import CcxtConfig, CcxtExchange, Credentials
+    from exchange.ccxt_client import CcxtConfig
+    from exchange.ccxt_exchange import CcxtExchange
+    from exchange.credentials import Credentials
     from tests.fake_binance import API_KEY, API_SECRET, FakeBinance
     from tests.test_exchange_ccxt import FakeTime, real_ms
 

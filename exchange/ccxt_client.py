@@ -1,0 +1,362 @@
+"""The ccxt client the adapter drives, and how it is called.
+
+`CcxtClient` owns one ccxt client and makes every call to it: one request at a
+time (under a lock, paced by ccxt's rate limiter on our clock), only when the
+server's pause allows, retried under the retry policy (`exchange/retry.py`), with
+ccxt's errors turned into ours:
+- InvalidNonce (-1021, clock skew) is refused on arrival, so nothing happened: the
+  time difference is resynced and the request sent once more, for every call;
+- AuthenticationError: `AuthenticationFailed` saying what to check; from then on
+  every private call fails at once (trading stops) without calling the exchange;
+- other failures: `TransientExchangeError` for ccxt's `OperationFailed` once the
+  retries are spent, `ExchangeError` otherwise, never a bare ccxt or parse error.
+
+Modes (`CcxtConfig.mode`): `sandbox` = ccxt's `set_sandbox_mode(True)` (Binance spot
+testnet), `demo` = `enable_demo_trading(True)` (Binance demo trading), `live` = real
+money. Never both sandbox and demo (ccxt raises NotSupported). Spot only: ccxt is
+configured so that `load_markets` calls exchangeInfo alone (defaultType spot,
+fetchMarkets types [spot], no currencies, no margin pairs), which testnet keys
+without sapi access allow.
+
+The client is a subclass of the ccxt class with three hooks:
+- pacing: ccxt's rate limiter calls `pace(cost)`, which waits on our clock;
+- `base_url` rewrites every URL in the client's `urls` (api, test, demo, ...) to one
+  base, for gateways and for the loopback tests; a request to any other URL is
+  refused;
+- error tables: ccxt picks Binance's per-market error table by host name, so the
+  rewritten URLs are translated back to the production ones for that lookup, and
+  error codes map as in production (docs/exchanges.md).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections.abc import Callable
+from typing import Any, Literal, TypeVar
+from urllib.parse import urlsplit
+
+import ccxt
+import msgspec
+
+from exchange.credentials import (
+    API_KEY_ENV,
+    API_SECRET_ENV,
+    KEY_SOURCES,
+    Credentials,
+    RedactingLogger,
+    redacted_error,
+    without_query,
+)
+from exchange.retry import Call, GaveUp, Retrier, RetryPolicy, server_pause
+from exchange.types import AuthenticationFailed, ExchangeError, TransientExchangeError
+
+log = logging.getLogger("tradeactors.exchange")
+
+T = TypeVar("T")
+
+Mode = Literal["sandbox", "demo", "live"]
+
+
+class CcxtConfig(msgspec.Struct, frozen=True, kw_only=True):
+    exchange_id: str = "binance"
+    mode: Mode = "sandbox"
+    base_url: str | None = None
+    quote: str = "USDT"
+    timeout_ms: int = 10_000  # ccxt's HTTP timeout per request
+    recv_window_ms: int = 5_000  # Binance rejects a signed request older than this on arrival
+    retry: RetryPolicy = msgspec.field(default_factory=RetryPolicy)  # reads and cancels
+    max_sends: int = 3  # create_order sends, each after a lookup found nothing
+    markets_ttl_s: float = 60.0  # load_markets reuses markets younger than this
+    tickers_ttl_s: float = 60.0  # fetch_tickers reuses tickers younger than this
+    rate_limit: bool = True  # ccxt's request pacing (its waits go through `sleep`)
+
+
+class CcxtClient:
+    """One ccxt client (`api`) and every call to it. Thread-safe: requests are serialized
+    and spaced by ccxt's rate limiter; backoff and Retry-After waits happen outside the
+    lock."""
+
+    def __init__(
+        self,
+        config: CcxtConfig,
+        credentials: Credentials,
+        *,
+        sleep: Callable[[float], None],
+        monotonic: Callable[[], float],
+    ) -> None:
+        self.config = config
+        self.credentials = credentials
+        self.label = f"{config.exchange_id} ({config.mode})"
+        self.lock = threading.RLock()  # also for ccxt's own helpers (precision)
+        self.retrier = Retrier(config.retry, sleep=sleep, monotonic=monotonic)
+        self._sleep = sleep
+        self._monotonic = monotonic
+        self._last_request = -math.inf
+        self._auth_failed: str | None = None
+        self.api = build_client(config, credentials, self._pace)
+
+    def _pace(self, cost: float) -> None:
+        """ccxt's rate limiter (rateLimit ms per unit of cost), on our clock and sleep."""
+        interval = self.api.rateLimit * cost / 1000.0
+        wait = self._last_request + interval - self._monotonic()
+        if wait > 0:
+            self._sleep(wait)
+        self._last_request = self._monotonic()
+
+    def clean(self, exc: BaseException) -> str:
+        return redacted_error(exc, self.credentials)
+
+    def where(self, symbol: str | None) -> str:
+        return symbol or self.label
+
+    def server_now_ms(self, now_ms: int) -> int:
+        """`now_ms` on the exchange's clock (ccxt keeps the difference it measured)."""
+        return int(now_ms - int(self.api.options.get("timeDifference") or 0))
+
+    def request(self, what: str, symbol: str | None, fn: Callable[[Any], T], call: Call) -> T:
+        """One call `fn(api)` (possibly several HTTP requests), under the lock, sent when
+        the server's pause allows; sent once more after a time resync if refused for
+        clock skew."""
+        name = f"{self.where(symbol)}: {what}"
+        resynced = False
+        while True:
+            self.retrier.before_request(call, name)
+            try:
+                with self.lock:
+                    try:
+                        return fn(self.api)
+                    except (ccxt.DDoSProtection, ccxt.RateLimitExceeded) as exc:
+                        headers = dict(self.api.last_response_headers or {})
+                        pause = server_pause(str(exc), headers, self.config.exchange_id)
+                        if pause is not None:
+                            self.retrier.pause(*pause)
+                        raise
+            except ccxt.InvalidNonce as exc:
+                if resynced:
+                    raise TransientExchangeError(
+                        f"{name} refused for clock skew even after a time resync "
+                        f"({self.clean(exc)}): sync this machine's clock (NTP)"
+                    ) from None
+                self._resync(name, exc)
+                resynced = True
+
+    def _resync(self, name: str, exc: BaseException) -> None:
+        try:
+            with self.lock:
+                diff = self.api.load_time_difference()
+        except ccxt.BaseError as failed:
+            raise TransientExchangeError(
+                f"{name} refused for clock skew ({self.clean(exc)}) and the time resync "
+                f"failed: {self.clean(failed)}"
+            ) from None
+        log.warning(
+            "%s refused for clock skew (%s); resynced: local clock %+d ms from the "
+            "exchange; retrying once",
+            name,
+            self.clean(exc),
+            int(diff),
+        )
+
+    def read(
+        self,
+        what: str,
+        symbol: str | None,
+        fn: Callable[[Any], T],
+        private: bool = False,
+        within: Call | None = None,
+    ) -> T:
+        """A read or a cancel: transient failures retried under the retry policy;
+        `within` a call whose deadline it shares."""
+        if private:
+            self.check_auth()
+        where = self.where(symbol)
+
+        def on_retry(exc: BaseException, retry: int, wait: float) -> None:
+            log.warning(
+                "%s: %s failed (%s); retry %d/%d in %.1f s",
+                where,
+                what,
+                self.clean(exc),
+                retry,
+                self.config.retry.max_retries,
+                wait,
+            )
+
+        def give_up(exc: BaseException, stop: GaveUp) -> Exception:
+            log.warning(
+                "%s: %s failed, giving up after %d attempts: %s",
+                where,
+                what,
+                stop.failures,
+                self.clean(exc),
+            )
+            return TransientExchangeError(
+                f"{where}: {what} failed after {stop.failures} attempts: {self.clean(exc)}"
+                + (f" ({stop.why})" if stop.why else "")
+            )
+
+        try:
+            return self.retrier.run(
+                lambda call: self.request(what, symbol, fn, call),
+                retry_on=ccxt.OperationFailed,  # NetworkError and its subclasses
+                on_retry=on_retry,
+                give_up=give_up,
+                within=within,
+            )
+        except ccxt.BaseError as exc:
+            raise self._translate(what, symbol, exc) from None
+        except ExchangeError:
+            raise  # ours (a ban's gate, a failed resync, retries spent): already explained
+        except Exception as exc:  # a reply ccxt could not parse, a bug: not a crash
+            log.exception("%s: %s failed unexpectedly", where, what)
+            raise ExchangeError(f"{where}: {what} failed unexpectedly: {self.clean(exc)}") from None
+
+    def _translate(self, what: str, symbol: str | None, exc: BaseException) -> ExchangeError:
+        if isinstance(exc, ccxt.AuthenticationError):
+            return self.auth_error(exc)
+        if isinstance(exc, ccxt.OperationFailed):
+            return TransientExchangeError(f"{self.where(symbol)}: {what}: {self.clean(exc)}")
+        return ExchangeError(f"{self.where(symbol)}: {what}: {self.clean(exc)}")
+
+    def auth_error(self, exc: BaseException) -> AuthenticationFailed:
+        """The keys were refused: says what to check, and stops every later private call."""
+        message = (
+            f"{self.label} refused the API keys ({self.clean(exc)}). Check that "
+            f"{API_KEY_ENV} and {API_SECRET_ENV} hold keys from "
+            f"{KEY_SOURCES[self.config.mode]}, that the key may trade spot, that an IP "
+            "whitelist includes this machine, and that its clock is synced. Trading is "
+            "stopped until the bot restarts"
+        )
+        if self._auth_failed is None:
+            log.error("%s", message)
+        self._auth_failed = message
+        return AuthenticationFailed(message)
+
+    def check_auth(self) -> None:
+        if self._auth_failed is not None:
+            raise AuthenticationFailed(self._auth_failed)
+
+    def close(self) -> None:
+        with self.lock:
+            self.api.close()
+
+
+def build_client(
+    config: CcxtConfig, credentials: Credentials, pace: Callable[[float], None]
+) -> Any:
+    """A configured ccxt client for `config`, pacing its requests through `pace(cost)`."""
+    base = getattr(ccxt, config.exchange_id, None)
+    if config.exchange_id not in ccxt.exchanges or not isinstance(base, type):
+        raise ExchangeError(f"unknown ccxt exchange id {config.exchange_id!r}")
+    client = _client_class(base)(
+        {
+            "apiKey": credentials.api_key,
+            "secret": credentials.secret,
+            "timeout": config.timeout_ms,
+            "enableRateLimit": config.rate_limit,
+            "logger": RedactingLogger(credentials),
+            "options": {
+                "defaultType": "spot",
+                "fetchMarkets": {"types": ["spot"]},
+                "fetchCurrencies": False,
+                "fetchMargins": False,
+                "adjustForTimeDifference": True,
+                "recvWindow": config.recv_window_ms,
+                "warnOnFetchOpenOrdersWithoutSymbol": False,
+                # market orders carry a base quantity, never a quote amount
+                "createOrder": {"quoteOrderQty": False},
+            },
+        }
+    )
+    client._ta_pace = pace
+    client._ta_base = None
+    client._ta_production_urls = []
+    try:
+        if config.mode == "sandbox":
+            client.set_sandbox_mode(True)
+        elif config.mode == "demo":
+            if not hasattr(client, "enable_demo_trading"):
+                raise ExchangeError(
+                    f"{config.exchange_id} has no demo trading in ccxt; use mode sandbox or live"
+                )
+            client.enable_demo_trading(True)
+    except ccxt.NotSupported as exc:
+        raise ExchangeError(
+            f"{config.exchange_id} does not support mode {config.mode!r}: {exc}"
+        ) from None
+    if config.base_url:
+        _point_at(client, config.base_url)
+    return client
+
+
+def _client_class(base: Any) -> Any:
+    """A subclass of the ccxt class with three hooks: pacing through our sleep, the
+    base_url guard, and production error tables for rewritten URLs."""
+
+    def throttle(self: Any, cost: float | None = None) -> None:
+        self._ta_pace(1.0 if cost is None else float(cost))
+
+    def fetch(
+        self: Any, url: str, method: str = "GET", headers: Any = None, body: Any = None
+    ) -> Any:
+        allowed = self._ta_base
+        if allowed and not url.startswith(allowed):
+            raise ccxt.ExchangeError(
+                f"{self.id} refused a request to {without_query(url)}: outside base_url {allowed}"
+            )
+        return base.fetch(self, url, method, headers, body)
+
+    namespace: dict[str, Any] = {"throttle": throttle, "fetch": fetch}
+    if hasattr(base, "get_exceptions_by_url"):
+
+        def get_exceptions_by_url(self: Any, url: str | None, exact_or_broad: str) -> Any:
+            if url is not None:
+                for new, old in self._ta_production_urls:
+                    if url.startswith(new):
+                        url = old + url[len(new) :]
+                        break
+            return base.get_exceptions_by_url(self, url, exact_or_broad)
+
+        namespace["get_exceptions_by_url"] = get_exceptions_by_url
+    return type(f"TradeActors_{base.__name__}", (base,), namespace)
+
+
+def _point_at(client: Any, base_url: str) -> None:
+    """Rewrite every URL of the client to base_url, remembering production ones."""
+    base = base_url.rstrip("/")
+    pairs: dict[str, str | None] = {}
+    for url in _urls(client.urls.get("api")):
+        new = _rewrite(url, base)
+        old = pairs.get(new, url)
+        pairs[new] = url if old == url else None  # two hosts, one path: ambiguous
+    client._ta_production_urls = sorted(
+        ((new, old) for new, old in pairs.items() if old is not None),
+        key=lambda p: -len(p[0]),
+    )
+
+    def rewrite(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: rewrite(v) for k, v in value.items()}
+        if isinstance(value, str) and value.startswith(("http://", "https://")):
+            return _rewrite(value, base)
+        return value
+
+    client.urls = {
+        key: rewrite(value) if key not in ("logo", "www", "doc") else value
+        for key, value in client.urls.items()
+    }
+    client._ta_base = base + "/"
+
+
+def _rewrite(url: str, base: str) -> str:
+    return base.rstrip("/") + urlsplit(url).path
+
+
+def _urls(value: Any) -> list[str]:
+    if isinstance(value, dict):
+        return [u for v in value.values() for u in _urls(v)]
+    if isinstance(value, str) and value.startswith(("http://", "https://")):
+        return [value]
+    return []
