@@ -24,7 +24,7 @@ from pathlib import Path
 
 from admin.shell import DEFAULT_HISTORY, run_shell
 from app.run import run
-from simulation import runner as simulation
+from simulation import cli as simulation_cli
 from simulation.simulate import simulate
 
 __all__ = ["main", "run", "simulate"]
@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         "--settings", default="settings.yaml", help="settings file (default: %(default)s)"
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    simulation.add_parser(commands)
+    simulation_cli.add_parser(commands)
     shell = commands.add_parser(
         "shell",
         help="the admin shell: steer the running bot",
@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         history = args.history or DEFAULT_HISTORY
         return run_shell(args.settings, args.shell_command, args.json, args.url, history)
     if args.command == "simulate":
-        return simulation.command(args, simulate)
+        return simulation_cli.command(args)
     return run(args.settings)
 
 

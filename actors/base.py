@@ -8,9 +8,12 @@
   supervisor restarts it; collaborators hold addresses, never raw refs.
 - `Topic` fans events out to subscribers (admin `watch`, the invariant monitor,
   tests).
-- `wait_quiet()` returns once every mailbox is empty and no background work
-  (a fit in the worker pool) is in flight: the barrier that tests and the
-  simulator use before they assert or advance virtual time.
+- `Runtime` is the state one System's actors share: the messages they handled
+  and the background work (fits in the worker pool) in flight. Its
+  `wait_quiet()` returns once every mailbox of that System is empty and none of
+  its background work is in flight: the barrier that tests and the simulator use
+  before they assert or advance virtual time. Two Systems in one process have
+  two runtimes and do not wait for each other.
 """
 
 from __future__ import annotations
@@ -18,8 +21,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Callable
+from contextlib import suppress
 from types import TracebackType
 from typing import Any
 
@@ -31,57 +34,12 @@ from actors.messages import ActorDied, Event, Ping, Tick
 log = logging.getLogger("tradeactors")
 
 
-class _Counter:
-    """Messages handled by all actors of this process (what `wait_quiet` watches).
-
-    Each actor counts in a cell of its own, written only by its own thread, so the
-    per-message path takes no lock (a shared locked counter cost about a fifth of
-    the messaging throughput: benchmarks/messaging.py). The total only grows: a
-    round of `wait_quiet` in which anything was handled sees it change.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._cells: dict[int, list[int]] = {}
-        self._retired = 0
-
-    def cell(self) -> list[int]:
-        """A new actor's cell: it adds 1 to `cell[0]` per message, from its own thread only."""
-        cell = [0]
-        with self._lock:
-            self._cells[id(cell)] = cell
-        return cell
-
-    def retire(self, cell: list[int]) -> None:
-        """The actor stopped: keep its count in the total, forget its cell."""
-        with self._lock:
-            if self._cells.pop(id(cell), None) is not None:
-                self._retired += cell[0]
-
-    def bump(self) -> None:
-        with self._lock:
-            self._retired += 1
-
-    @property
-    def value(self) -> int:
-        with self._lock:
-            return self._retired + sum(cell[0] for cell in self._cells.values())
-
-
 class BackgroundWork:
     """Work running outside any mailbox (fits in the worker pool) that will end in a message."""
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._running = 0
-
-    @contextmanager
-    def running(self) -> Iterator[None]:
-        self.begin()
-        try:
-            yield
-        finally:
-            self.end()
 
     def begin(self) -> None:
         with self._cond:
@@ -102,8 +60,79 @@ class BackgroundWork:
             return self._cond.wait_for(lambda: self._running == 0, timeout=timeout)
 
 
-handled = _Counter()
-background = BackgroundWork()
+class Runtime:
+    """The runtime state of one System: its actors, the messages they handled, its background work.
+
+    One per System (tests and the simulator may run several in one process): an
+    actor joins the runtime it is given when it is built and leaves it when it
+    stops, and `wait_quiet` waits only for this runtime's actors and work.
+
+    Each actor counts its messages in a cell of its own, written only by its own
+    thread, so the per-message path takes no lock (a shared locked counter cost
+    about a fifth of the messaging throughput: benchmarks/messaging.py). The total
+    only grows: a round of `wait_quiet` in which anything was handled sees it change.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._members: dict[int, tuple[list[int], pykka.ActorRef[Any]]] = {}
+        self._retired = 0
+        self.background = BackgroundWork()
+
+    def join(self, ref: pykka.ActorRef[Any]) -> list[int]:
+        """A new actor's cell: it adds 1 to `cell[0]` per message, from its own thread only.
+
+        `BaseActor.__init__` joins; an actor built with a runtime must then be started
+        (or `wait_quiet` waits for it in vain).
+        """
+        cell = [0]
+        with self._lock:
+            self._members[id(cell)] = (cell, ref)
+        return cell
+
+    def leave(self, cell: list[int]) -> None:
+        """The actor stopped: keep its count in the total, forget it."""
+        with self._lock:
+            if self._members.pop(id(cell), None) is not None:
+                self._retired += cell[0]
+
+    def handled(self) -> int:
+        """Messages handled so far by this runtime's actors, stopped ones included."""
+        with self._lock:
+            return self._retired + sum(cell[0] for cell, _ in self._members.values())
+
+    def actors(self) -> list[pykka.ActorRef[Any]]:
+        """The refs of this runtime's live actors."""
+        with self._lock:
+            return [ref for _, ref in self._members.values() if ref.is_alive()]
+
+    def wait_quiet(self, timeout: float = 30.0) -> None:
+        """Block until every mailbox of this runtime is drained and no background work is in flight.
+
+        A round: wait for background work, then ping every live actor (a ping returns
+        once all that was told before it is handled). Quiet when a round handled
+        nothing, left every inbox empty, started or stopped no actor and no
+        background work. Raises TimeoutError naming what is still busy.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            before = self.handled()
+            if not self.background.wait_idle(max(0.0, deadline - time.monotonic())):
+                raise TimeoutError(f"{self.background.count()} background jobs still running")
+            refs = self.actors()
+            for ref in refs:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"{ref} still busy after {timeout:.0f} s")
+                with suppress(pykka.ActorDeadError):
+                    ref.ask(Ping(), timeout=left)
+            if (
+                self.handled() == before
+                and self.background.count() == 0
+                and all(ref.actor_inbox.empty() for ref in refs)
+                and {id(ref) for ref in self.actors()} == {id(ref) for ref in refs}
+            ):
+                return
 
 
 class Address:
@@ -191,10 +220,6 @@ class TrainerDirectory:
         self._refs: dict[str, pykka.ActorRef[Any]] = {}
         self.factory = factory
 
-    @staticmethod
-    def name_of(symbol: str) -> str:
-        return f"trainer:{symbol}"
-
     def start(self, symbol: str) -> bool:
         """Start a trainer for `symbol` unless one runs; True if this call started it."""
         assert self.factory is not None, "TrainerDirectory has no factory"
@@ -240,15 +265,18 @@ class BaseActor(pykka.ThreadingActor):
         clock: Clock,
         supervisor: Mailbox | None = None,
         events: Topic | None = None,
+        runtime: Runtime | None = None,
     ) -> None:
         super().__init__()
         self.name = name
         self.clock = clock
         self.supervisor = supervisor
         self.events = events or Topic()
+        # An actor built without one is a runtime of its own: nobody else's wait_quiet sees it.
+        self.runtime = runtime or Runtime()
         self.log = logging.getLogger(f"tradeactors.{name.split(':')[0]}")
         self._timers: list[int] = []
-        self._handled = handled.cell()
+        self._handled = self.runtime.join(self.actor_ref)
 
     # --- hooks for subclasses ---------------------------------------------------
 
@@ -286,12 +314,13 @@ class BaseActor(pykka.ThreadingActor):
             self.started()
         except Exception as exc:
             self._cancel_timers()
+            self.runtime.leave(self._handled)
             self._report_death(exc, during_start=True)
             raise
 
     def on_stop(self) -> None:
         self._cancel_timers()
-        handled.retire(self._handled)
+        self.runtime.leave(self._handled)
         self.stopped()
 
     def on_failure(
@@ -301,7 +330,7 @@ class BaseActor(pykka.ThreadingActor):
         traceback: TracebackType | None,
     ) -> None:
         self._cancel_timers()
-        handled.retire(self._handled)
+        self.runtime.leave(self._handled)
         self._report_death(exception_value, during_start=False)
 
     def on_receive(self, message: Any) -> Any:
@@ -323,32 +352,3 @@ class BaseActor(pykka.ThreadingActor):
         if self.supervisor is not None:
             error = f"{type(exc).__name__}: {exc}" if exc else "unknown error"
             self.supervisor.tell(ActorDied(name=self.name, error=error, during_start=during_start))
-
-
-def wait_quiet(timeout: float = 30.0) -> None:
-    """Block until every actor's mailbox is drained and no background work is in flight.
-
-    A round: wait for background work, then ping every live actor (a ping returns
-    once all that was told before it is handled). Quiet when a round handled
-    nothing, left every inbox empty and no background work started. Raises
-    TimeoutError naming what is still busy.
-    """
-    deadline = time.monotonic() + timeout
-    while True:
-        before = handled.value
-        if not background.wait_idle(max(0.0, deadline - time.monotonic())):
-            raise TimeoutError(f"{background.count()} background jobs still running")
-        refs = pykka.ActorRegistry.get_all()
-        for ref in refs:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError(f"{ref} still busy after {timeout:.0f} s")
-            with suppress(pykka.ActorDeadError):
-                ref.ask(Ping(), timeout=left)
-        if (
-            handled.value == before
-            and background.count() == 0
-            and all(ref.actor_inbox.empty() for ref in refs)
-            and len(pykka.ActorRegistry.get_all()) == len(refs)
-        ):
-            return

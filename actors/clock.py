@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -24,6 +25,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from actors.messages import Tick
+
+log = logging.getLogger("tradeactors.clock")
 
 TickFactory = Callable[[float, int], Tick]
 """Builds the tick message from (scheduled time, timer id)."""
@@ -154,8 +157,22 @@ def _deliver(table: TimerTable, timer: _Timer, due: float) -> None:
         else:
             assert timer.make_tick is not None
             timer.target.tell(timer.make_tick(due, timer.timer_id))
-    except Exception:  # pykka.ActorDeadError, or any broken mailbox
+    except Exception as exc:  # pykka.ActorDeadError, or any broken mailbox
         table.cancel(timer.timer_id)
+        log.warning(
+            "Timer %d (%s to %r) dropped: %s: %s",
+            timer.timer_id,
+            _what(timer),
+            timer.target,
+            type(exc).__name__,
+            exc,
+        )
+
+
+def _what(timer: _Timer) -> str:
+    if timer.interval_s is None:
+        return f"{type(timer.message).__name__} once"
+    return f"tick every {timer.interval_s:g} s"
 
 
 class _TableClock:
@@ -199,10 +216,6 @@ class _TableClock:
         with self._cond:
             self._table.mark_handled(timer_id)
             self._cond.notify_all()
-
-    @property
-    def skipped_ticks(self) -> int:
-        return self._table.skipped
 
 
 class RealClock(_TableClock):

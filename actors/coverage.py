@@ -32,13 +32,14 @@ from typing import Any
 
 import msgspec
 
-from actors.base import BaseActor, Topic, TrainerDirectory
+from actors.base import BaseActor, Runtime, Topic, TrainerDirectory
 from actors.clock import Clock, Mailbox
 from actors.messages import (
     BlockSymbol,
     CommandResult,
     CoverageChecked,
     CoverageTick,
+    CoverageTrigger,
     GetSymbols,
     ModelsUpdated,
     RefreshUniverse,
@@ -55,7 +56,7 @@ from actors.messages import (
 from config.settings import CoverageSettings, TrainingSettings, UniverseSettings
 from exchange.port import ExchangePort
 from exchange.types import ExchangeError
-from policy import lifecycle
+from policy import cadence, lifecycle
 from policy.lifecycle import (
     Facts,
     LifecyclePolicy,
@@ -65,10 +66,6 @@ from policy.lifecycle import (
 )
 from policy.universe import select_universe
 from storage.db import SymbolStore
-
-# A tick fired by the clock can arrive a hair early relative to the last check
-# (the startup check happens after the timer was armed); allow for it.
-_GATE_TOLERANCE_S = 1.0
 
 
 class CoverageActor(BaseActor):
@@ -86,10 +83,11 @@ class CoverageActor(BaseActor):
         subscribers: dict[str, Mailbox] | None = None,
         supervisor: Mailbox | None = None,
         events: Topic | None = None,
+        runtime: Runtime | None = None,
         initial_records: Iterable[SymbolRecord] = (),
         symbol_store: SymbolStore | None = None,
     ) -> None:
-        super().__init__("coverage", clock, supervisor, events)
+        super().__init__("coverage", clock, supervisor, events, runtime)
         self.exchange = exchange
         self.trainers = trainers
         self.store = store
@@ -135,7 +133,7 @@ class CoverageActor(BaseActor):
             case UniverseTick() | RefreshUniverse():
                 if self.models_known:
                     self._refresh_universe()
-                    self._evaluate_all("universe")
+                    self._evaluate_all(CoverageTrigger.UNIVERSE)
             case ModelsUpdated():
                 self._on_models(message)
             case TrainingSucceeded(symbol=symbol, version=version, fit_seconds=fit_s):
@@ -211,19 +209,17 @@ class CoverageActor(BaseActor):
             self.log.warning("Coverage check skipped: still waiting for the model store")
             return
         now = self.clock.now()
-        if (
-            self.last_check_at is not None
-            and now - self.last_check_at < self.settings.interval_s - _GATE_TOLERANCE_S
-        ):
+        last = self.last_check_at
+        if last is not None and cadence.too_soon(last, now, self.settings.interval_s):
             self.log.debug(
                 "Coverage check skipped: last one %.0f s ago < %d s interval",
-                now - self.last_check_at,
+                now - last,
                 self.settings.interval_s,
             )
             return
         if self.universe_failed:  # e.g. the exchange was down at start: do not wait an hour
             self._refresh_universe()
-        self._evaluate_all("tick")
+        self._evaluate_all(CoverageTrigger.TICK)
 
     def _on_models(self, message: ModelsUpdated) -> None:
         now = self.clock.now()
@@ -255,7 +251,7 @@ class CoverageActor(BaseActor):
         if not self.models_known:
             self.models_known = True
             self._refresh_universe()
-            self._evaluate_all("startup")
+            self._evaluate_all(CoverageTrigger.STARTUP)
         else:
             for symbol, _ in lost:  # decide at once (retrain) rather than at the next tick
                 self._apply(symbol, lifecycle.Evaluate(self._facts(symbol)))
@@ -321,7 +317,7 @@ class CoverageActor(BaseActor):
             )
         )
 
-    def _evaluate_all(self, trigger: str) -> None:
+    def _evaluate_all(self, trigger: CoverageTrigger) -> None:
         now = self.clock.now()
         if not self.universe_known:
             # Without a universe every symbol would look delisted and be RETIRED.

@@ -11,6 +11,7 @@ the same objects to the trader costs nothing and shares no mutable state.
 
 from __future__ import annotations
 
+import enum
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -230,6 +231,23 @@ class Event(Message, frozen=True):
     at: float
 
 
+# StrEnums: on the wire (JSON, the admin watch) a trigger is still the plain string.
+class CoverageTrigger(enum.StrEnum):
+    """Why the coverage actor evaluated every symbol."""
+
+    STARTUP = "startup"  # the model store's first reply after a (re)start
+    TICK = "tick"  # the periodic CoverageTick, gated by coverage.interval_s
+    UNIVERSE = "universe"  # right after a universe refresh
+
+
+class ReloadTrigger(enum.StrEnum):
+    """Why the model store (re)loaded models."""
+
+    STARTUP = "startup"
+    PUBLISHED = "published"  # a trainer's model was published
+    ADMIN = "admin"  # an operator's ReloadModels
+
+
 class SymbolTransition(Event, frozen=True):
     symbol: str
     old: str
@@ -238,7 +256,7 @@ class SymbolTransition(Event, frozen=True):
 
 
 class CoverageChecked(Event, frozen=True):
-    trigger: str  # "startup" | "tick" | "universe"
+    trigger: CoverageTrigger
     symbols: int
     active: int
     blocked: int
@@ -263,7 +281,7 @@ class TrainerFinished(Event, frozen=True):
 class ModelsReloaded(Event, frozen=True):
     version: str | None
     symbols: tuple[str, ...]
-    trigger: str  # "startup" | "published" | "admin"
+    trigger: ReloadTrigger
 
 
 class SignalProduced(Event, frozen=True):

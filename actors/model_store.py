@@ -23,7 +23,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from actors.base import BaseActor, Topic
+from actors.base import BaseActor, Runtime, Topic
 from actors.clock import Clock, Mailbox
 from actors.messages import (
     GetModels,
@@ -33,6 +33,7 @@ from actors.messages import (
     PublishFailed,
     PublishModel,
     ReloadModels,
+    ReloadTrigger,
     Subscribe,
 )
 from models import artifacts
@@ -49,9 +50,10 @@ class ModelStoreActor(BaseActor):
         subscribers: dict[str, Mailbox] | None = None,
         supervisor: Mailbox | None = None,
         events: Topic | None = None,
+        runtime: Runtime | None = None,
         versions: ModelVersions | None = None,
     ) -> None:
-        super().__init__("model_store", clock, supervisor, events)
+        super().__init__("model_store", clock, supervisor, events, runtime)
         self.versions = versions
         self.models_dir = Path(models_dir)
         self.subscribers = Topic(subscribers)
@@ -62,7 +64,7 @@ class ModelStoreActor(BaseActor):
 
     def started(self) -> None:
         self.models_dir.mkdir(parents=True, exist_ok=True)
-        self._reload("startup")
+        self._reload(ReloadTrigger.STARTUP)
         self._check_recorded()
         # After a restart the subscribers are running and may have lost a reply
         # to the previous incarnation; at first start they are not, and they
@@ -75,7 +77,7 @@ class ModelStoreActor(BaseActor):
                 self._publish(message)
             case ReloadModels(reason=reason):
                 self.refused.clear()  # an admin may have repaired a version by hand
-                changed = self._reload("admin")
+                changed = self._reload(ReloadTrigger.ADMIN)
                 self.log.info("Models reloaded (%s): %d symbols", reason, len(self.models))
                 self.subscribers.publish(self._current(changed))
             case GetModels():
@@ -87,7 +89,7 @@ class ModelStoreActor(BaseActor):
                 return super().receive(message)
         return None
 
-    def _reload(self, trigger: str) -> tuple[str, ...]:
+    def _reload(self, trigger: ReloadTrigger) -> tuple[str, ...]:
         loaded, errors = artifacts.load_latest(self.models_dir, skip=self.refused)
         for error in errors:
             self._refuse(error)
@@ -97,7 +99,7 @@ class ModelStoreActor(BaseActor):
         self.reloads += 1
         for model in sorted(loaded.values(), key=lambda m: m.symbol):
             self.log.debug("%s: model %s loaded", model.symbol, model.version)
-        if trigger == "startup":
+        if trigger is ReloadTrigger.STARTUP:
             self.log.info(
                 "Model store: %d models loaded from %s%s",
                 len(loaded),
@@ -136,7 +138,10 @@ class ModelStoreActor(BaseActor):
         )
         self.publish(
             ModelsReloaded(
-                at=self.clock.now(), version=model.version, symbols=(symbol,), trigger="published"
+                at=self.clock.now(),
+                version=model.version,
+                symbols=(symbol,),
+                trigger=ReloadTrigger.PUBLISHED,
             )
         )
         message.reply_to.tell(ModelPublished(symbol=symbol, version=model.version))

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from actors.base import BaseActor, Topic
+from actors.base import BaseActor, Runtime, Topic
 from actors.clock import Clock, Mailbox
 from actors.messages import (
     CloseAll,
@@ -85,8 +85,9 @@ class TraderActor(BaseActor):
         coverage: Mailbox,
         supervisor: Mailbox | None = None,
         events: Topic | None = None,
+        runtime: Runtime | None = None,
     ) -> None:
-        super().__init__("trader", clock, supervisor, events)
+        super().__init__("trader", clock, supervisor, events, runtime)
         self.exchange = exchange
         self.ledger = ledger
         self.settings = trading

@@ -21,7 +21,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from actors.base import BaseActor, Topic, background
+import pykka
+
+from actors.base import BaseActor, Runtime, Topic
 from actors.clock import Clock, Mailbox
 from actors.messages import (
     FitFinished,
@@ -40,7 +42,7 @@ from exchange.port import ExchangePort
 from exchange.types import ExchangeError
 from models import artifacts
 from models.pool import TrainingPool
-from models.training import TrainJob, TrainParams, TrainResult
+from models.training import TrainingError, TrainJob, TrainParams, TrainResult
 from storage.candles import CandleCache, download
 
 
@@ -61,8 +63,9 @@ class TrainerActor(BaseActor):
         on_exit: Callable[[BaseActor], None],
         supervisor: Mailbox | None = None,
         events: Topic | None = None,
+        runtime: Runtime | None = None,
     ) -> None:
-        super().__init__(f"trainer:{symbol}", clock, supervisor, events)
+        super().__init__(f"trainer:{symbol}", clock, supervisor, events, runtime)
         self.symbol = symbol
         self.exchange = exchange
         self.cache = cache
@@ -151,7 +154,8 @@ class TrainerActor(BaseActor):
         self.log.info(
             "%s: fitting on %s candles in a worker process", self.symbol, f"{len(candles):,}"
         )
-        me = self.actor_ref
+        me, log, symbol = self.actor_ref, self.log, self.symbol
+        background = self.runtime.background
         background.begin()
         try:
             future = self.pool.submit(job)
@@ -160,10 +164,13 @@ class TrainerActor(BaseActor):
             raise
 
         def done(fut: concurrent.futures.Future[TrainResult]) -> None:
+            # Runs in the pool's thread: nothing may escape it (the pool would only log it).
             try:
                 me.tell(_fit_finished(fut, str(staging)))
-            except Exception:
-                pass
+            except pykka.ActorDeadError:  # stopped meanwhile (the bot is stopping)
+                log.info("%s: fit finished after its trainer stopped; result dropped", symbol)
+            except Exception as exc:
+                log.error("%s: fit result not delivered: %s: %s", symbol, type(exc).__name__, exc)
             finally:
                 background.end()
 
@@ -224,9 +231,9 @@ def _fit_finished(future: concurrent.futures.Future[TrainResult], staging_dir: s
     try:
         result = future.result()
     except Exception as exc:
-        error = (
-            str(exc) if type(exc).__name__ == "TrainingError" else f"{type(exc).__name__}: {exc}"
-        )
+        # A TrainingError already says what is wrong with the data; anything else is a bug
+        # or a broken worker, named by its type.
+        error = str(exc) if isinstance(exc, TrainingError) else f"{type(exc).__name__}: {exc}"
         return FitFinished(staging_dir=staging_dir, error=error)
     return FitFinished(
         staging_dir=result.staging_dir,

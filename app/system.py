@@ -15,7 +15,7 @@ from typing import Any
 
 import pykka
 
-from actors.base import Address, BaseActor, Topic, TrainerDirectory
+from actors.base import Address, BaseActor, Runtime, Topic, TrainerDirectory
 from actors.clock import Clock
 from actors.coverage import CoverageActor
 from actors.model_store import ModelStoreActor
@@ -56,6 +56,7 @@ class System:
         ledger: Ledger | None = None,
         events: Topic | None = None,
         db: Database | None = None,
+        runtime: Runtime | None = None,
     ) -> None:
         self.settings = settings
         self.clock = clock
@@ -66,6 +67,9 @@ class System:
         self.db = db or Database.open(data / FILE_NAME)
         self.ledger = ledger or SqliteLedger(self.db)
         self.events = events or Topic()
+        # This system's message counts and background work: its wait_quiet waits for its
+        # own actors only. Given when a pool must share it (the simulation's).
+        self.runtime = runtime or Runtime()
         self.mailbox = _QueueMailbox()
         self.models_dir = data / "models"
         self.cache = CandleCache(data / "candles")
@@ -93,6 +97,7 @@ class System:
             "clock": self.clock,
             "supervisor": self.mailbox,
             "events": self.events,
+            "runtime": self.runtime,
         }
         return {
             "model_store": lambda: ModelStoreActor.start(
@@ -145,6 +150,7 @@ class System:
             on_exit=leave,
             supervisor=self.mailbox,
             events=self.events,
+            runtime=self.runtime,
         )
 
     # --- stopping -------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from typing import Any
 import _common
 import pykka
 
-from actors.base import TrainerDirectory, wait_quiet
+from actors.base import Runtime, TrainerDirectory
 from actors.clock import VirtualClock
 from actors.coverage import CoverageActor
 from actors.messages import ModelsUpdated, RefreshUniverse, SymbolStates
@@ -96,7 +96,7 @@ def measure(count: int, ticks: int) -> tuple[float, float, float, int]:
     clock = VirtualClock(start=_common.T0)
     now_ms = int(_common.T0 * 1000)
     exchange = FakeExchange(count, now_ms)
-    subscriber = _Subscriber()
+    subscriber, runtime = _Subscriber(), Runtime()
     ref = CoverageActor.start(
         clock=clock,
         exchange=exchange,  # type: ignore[arg-type]  # a partial port, enough for coverage
@@ -107,11 +107,12 @@ def measure(count: int, ticks: int) -> tuple[float, float, float, int]:
         training=TrainingSettings(),
         quote="USDT",
         subscribers={"trader": subscriber},
+        runtime=runtime,
     )
     young = set(exchange.symbols[::10])
     models = {s: model(s, now_ms) for s in exchange.symbols if s not in young}
     ref.tell(ModelsUpdated(version="v000001", symbols=tuple(models), models=models))
-    wait_quiet()
+    runtime.wait_quiet()
     samples = []
     for _ in range(ticks):
         start = time.perf_counter()

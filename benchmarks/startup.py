@@ -70,7 +70,6 @@ def child(settings_path: str) -> None:
 
     from threadpoolctl import threadpool_limits
 
-    from actors.base import wait_quiet
     from actors.clock import VirtualClock
     from actors.messages import SignalProduced
     from app import builders
@@ -93,13 +92,13 @@ def child(settings_path: str) -> None:
 
     system.events.subscribe("bench", Probe())
     system.start()
-    wait_quiet()
+    system.runtime.wait_quiet()
     phase("started")  # models loaded, every symbol ACTIVE
     while not first_signal.is_set():
         due = clock.next_due()
         assert due is not None
         clock.advance_to(due)
-        wait_quiet()
+        system.runtime.wait_quiet()
     phase("first_tick")
     system.stop()
     cap.restore_original_limits()

@@ -1,7 +1,7 @@
 """A simulation's summary and how it is shown: summary.json, report.html, the terminal digest.
 
 Not an actor, and independent of the actors: it renders a `Summary` (built by
-`simulation.runner.summarize`). The report is one self-contained HTML file with
+`simulation.summary.summarize`). The report is one self-contained HTML file with
 two matplotlib images embedded as base64 PNG (Agg backend, no display needed):
 the equity curve, and each symbol's lifecycle as coloured state bands with its
 trainings marked.

@@ -1,5 +1,4 @@
-"""`simulate()`: the whole bot on a virtual clock over the synthetic market, with a summary.
-"""
+"""`simulate()`: the whole bot on a virtual clock over the synthetic market, with a summary."""
 
 from __future__ import annotations
 
@@ -10,14 +9,25 @@ from typing import Literal
 
 import msgspec
 
+from actors.base import Runtime
 from actors.clock import VirtualClock
 from app.builders import build_paper_exchange
 from app.supervision import Supervisor
 from app.system import System
 from config.settings import Settings
 from exchange.synthetic import SyntheticMarket, synthetic_specs
-from simulation import runner as simulation
+from simulation.monitor import InvariantMonitor
+from simulation.pool import DeterministicPool
 from simulation.report import Summary
+from simulation.runner import SIM_START, run
+from simulation.summary import summarize
+
+TRAINING_NOTE = (
+    "Trains as settings.training says (window, iterations) unless --train-days shortens the "
+    "window for speed. Fits run while virtual time stands still, so they cost wall time only. "
+    "Thread pool by default: nothing trades during a fit here, so a worker process would buy "
+    "no latency isolation; results are handed back in symbol order with either pool."
+)
 
 
 def simulate(
@@ -39,7 +49,7 @@ def simulate(
     seed = settings.exchange.seed if seed is None else seed
     specs = synthetic_specs(symbols)
     workers = workers or os.cpu_count() or 1
-    vclock = clock or VirtualClock(start=simulation.SIM_START)
+    vclock = clock or VirtualClock(start=SIM_START)
     replace = msgspec.structs.replace
     with tempfile.TemporaryDirectory(prefix="tradeactors-sim-") as data_dir:
         settings = replace(
@@ -50,14 +60,17 @@ def simulate(
         )
         market = SyntheticMarket(anchor_ms=int(vclock.now() * 1000), seed=seed, specs=specs)
         exchange = build_paper_exchange(market, vclock, settings.exchange)
-        pool = simulation.DeterministicPool(workers=workers, kind=pool_kind)
-        monitor = simulation.InvariantMonitor(
+        # the System's runtime, made here so that the pool can share it: the pool hands
+        # fit results back when the scheduler says, so it must know the trainers' count
+        runtime = Runtime()
+        pool = DeterministicPool(runtime, workers=workers, kind=pool_kind)
+        monitor = InvariantMonitor(
             coverage_interval_s=settings.coverage.interval_s,
             min_history_days=settings.coverage.min_history_days,
             listed_at={s.symbol: market.listed_ms(s.symbol) / 1000 for s in specs},
         )
-        system = System(settings, vclock, exchange, pool)
-        result = simulation.run(
+        system = System(settings, vclock, exchange, pool, runtime=runtime)
+        result = run(
             system,
             vclock,
             pool,
@@ -67,11 +80,11 @@ def simulate(
             supervisor=Supervisor(system).handle,
             on_step=on_step,
         )
-    return simulation.summarize(
+    return summarize(
         result,
         settings,
         seed=seed,
         pool=pool_kind,
         workers=workers,
-        training_note=simulation.TRAINING_NOTE,
+        training_note=TRAINING_NOTE,
     )

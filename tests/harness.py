@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import msgspec
 import pykka
 
-from actors.base import Topic, wait_quiet
+from actors.base import Runtime, Topic
 from actors.clock import VirtualClock
 from config.settings import Settings
 
@@ -44,8 +44,9 @@ class Recorder:
             self.items.clear()
 
 
-def settle(timeout: float = 60.0) -> None:
-    wait_quiet(timeout)
+def settle(runtime: Runtime, timeout: float = 60.0) -> None:
+    """Wait until the actors of `runtime` (one System's, or one test's) are quiet."""
+    runtime.wait_quiet(timeout)
 
 
 def settings_for(tmp_path: Path, **sections: dict[str, Any]) -> Settings:
@@ -123,15 +124,18 @@ class Bot:
     def start(self, wait: bool = True) -> Bot:
         self.system.start()
         if wait:
-            settle()
+            self.settle()
         return self
+
+    def settle(self, timeout: float = 60.0) -> None:
+        self.system.runtime.wait_quiet(timeout)
 
     def run(self, seconds: float, step: float = 60.0) -> None:
         """Advance virtual time in steps, letting every actor (and fit) finish between steps."""
         end = self.clock.now() + seconds
         while self.clock.now() < end:
             self.clock.advance(min(step, end - self.clock.now()))
-            settle()
+            self.settle()
 
     def ask(self, actor: str, message: Any) -> Any:
         return self.system.addresses[actor].ask(message)

@@ -13,7 +13,7 @@ from typing import Any
 import pykka
 import pytest
 
-from actors.base import BaseActor, Topic, TrainerDirectory
+from actors.base import BaseActor, Runtime, Topic, TrainerDirectory
 from actors.coverage import CoverageActor
 from actors.messages import (
     CommandResult,
@@ -48,8 +48,8 @@ from tests.harness import T0, Recorder, new_clock, published_model, settle, stag
 class StandInTrainer(BaseActor):
     """Stands for a TrainerActor: exists until told to stop, records nothing else."""
 
-    def __init__(self, symbol: str) -> None:
-        super().__init__(f"trainer:{symbol}", new_clock())
+    def __init__(self, symbol: str, runtime: Runtime) -> None:
+        super().__init__(f"trainer:{symbol}", new_clock(), runtime=runtime)
 
 
 @pytest.fixture
@@ -65,6 +65,7 @@ def exchange_and_clock() -> tuple[PaperExchange, Any]:
 class CoverageRig:
     def __init__(self, exchange: PaperExchange, clock: Any, symbols: list[str]) -> None:
         self.started: list[str] = []
+        self.runtime = Runtime()
         self.trainers = TrainerDirectory(self._start_trainer)
         self.store, self.trader, self.events = Recorder(), Recorder(), Recorder()
         topic = Topic({"probe": self.events})
@@ -80,12 +81,13 @@ class CoverageRig:
             quote="USDT",
             subscribers={"trader": self.trader},
             events=topic,
+            runtime=self.runtime,
         )
         self.clock = clock
 
     def _start_trainer(self, symbol: str) -> pykka.ActorRef[Any]:
         self.started.append(symbol)
-        return StandInTrainer.start(symbol)
+        return StandInTrainer.start(symbol, self.runtime)
 
     def finish_trainer(self, symbol: str) -> None:
         """What a real trainer does at the end: leave the directory, then stop."""
@@ -105,12 +107,12 @@ def rig(exchange_and_clock: tuple[PaperExchange, Any]) -> Iterator[CoverageRig]:
 
 
 def test_coverage_subscribes_and_waits_for_the_store_before_deciding(rig: CoverageRig) -> None:
-    settle()
+    settle(rig.runtime)
     subscribe = rig.store.of(Subscribe)
     assert [s.name for s in subscribe] == ["coverage"]
     assert rig.started == [] and rig.trader.of(SymbolStates) == []
     rig.ref.tell(ModelsUpdated(version=None, symbols=(), models={}))
-    settle()
+    settle(rig.runtime)
     assert rig.started == ["BTC/USDT", "USDC/USDT"]
     assert rig.states() == {
         "BTC/USDT": SymbolState.TRAINING,
@@ -123,7 +125,7 @@ def test_coverage_subscribes_and_waits_for_the_store_before_deciding(rig: Covera
 def test_coverage_with_models_on_disk_trains_nothing(rig: CoverageRig, tmp_path: Path) -> None:
     model = published_model(tmp_path, "BTC/USDT")
     rig.ref.tell(ModelsUpdated(version=model.version, symbols=(), models={"BTC/USDT": model}))
-    settle()
+    settle(rig.runtime)
     assert "BTC/USDT" not in rig.started
     assert rig.states()["BTC/USDT"] is SymbolState.ACTIVE
 
@@ -132,28 +134,28 @@ def test_failure_backs_off_and_a_published_model_activates(
     rig: CoverageRig, tmp_path: Path
 ) -> None:
     rig.ref.tell(ModelsUpdated(version=None, symbols=(), models={}))
-    settle()
+    settle(rig.runtime)
     rig.finish_trainer("BTC/USDT")
     rig.ref.tell(TrainingFailed(symbol="BTC/USDT", error="exchange timed out"))
-    settle()
+    settle(rig.runtime)
     assert rig.states()["BTC/USDT"] is SymbolState.RETRY_WAIT
     rig.clock.advance(300)  # one tick: still backing off (600 s)
-    settle()
+    settle(rig.runtime)
     assert rig.started.count("BTC/USDT") == 1
     rig.clock.advance(300)
-    settle()
+    settle(rig.runtime)
     assert rig.started.count("BTC/USDT") == 2
     model = published_model(tmp_path, "BTC/USDT")
     rig.ref.tell(
         ModelsUpdated(version=model.version, symbols=("BTC/USDT",), models={"BTC/USDT": model})
     )
-    settle()
+    settle(rig.runtime)
     assert rig.states()["BTC/USDT"] is SymbolState.ACTIVE
 
 
 def test_admin_unblock_of_a_symbol_that_is_not_blocked_is_refused(rig: CoverageRig) -> None:
     rig.ref.tell(ModelsUpdated(version=None, symbols=(), models={}))
-    settle()
+    settle(rig.runtime)
     reply = rig.ref.ask(UnblockSymbol(symbol="BTC/USDT"))
     assert reply == CommandResult(ok=False, detail="BTC/USDT is TRAINING, not blocked")
     assert rig.ref.ask(UnblockSymbol(symbol="NOPE/USDT")).detail == "unknown symbol NOPE/USDT"
@@ -165,8 +167,8 @@ def test_admin_unblock_of_a_symbol_that_is_not_blocked_is_refused(rig: CoverageR
 @pytest.fixture
 def store_rig(
     tmp_path: Path,
-) -> Iterator[tuple[pykka.ActorRef[Any], Recorder, Recorder, Any, Path]]:
-    clock = new_clock()
+) -> Iterator[tuple[pykka.ActorRef[Any], Recorder, Recorder, Any, Path, Runtime]]:
+    clock, runtime = new_clock(), Runtime()
     subscriber, events = Recorder(), Recorder()
     models_dir = tmp_path / "models"
     models_dir.mkdir()
@@ -175,12 +177,13 @@ def store_rig(
         models_dir=models_dir,
         subscribers={"coverage": subscriber},
         events=Topic({"probe": events}),
+        runtime=runtime,
     )
-    yield ref, subscriber, events, clock, models_dir
+    yield ref, subscriber, events, clock, models_dir, runtime
 
 
 def test_store_publishes_loads_and_tells_subscribers(store_rig: Any) -> None:
-    ref, subscriber, events, clock, models_dir = store_rig
+    ref, subscriber, events, clock, models_dir, runtime = store_rig
     reply_to = Recorder()
     ref.tell(
         PublishModel(
@@ -189,20 +192,20 @@ def test_store_publishes_loads_and_tells_subscribers(store_rig: Any) -> None:
             reply_to=reply_to,
         )
     )
-    settle()
+    settle(runtime)
     assert reply_to.of(ModelPublished) == [ModelPublished(symbol="ETH/USDT", version="v000001")]
     update = subscriber.of(ModelsUpdated)[-1]
     assert update.symbols == ("ETH/USDT",) and set(update.models) == {"ETH/USDT"}
     assert [r.trigger for r in events.of(ModelsReloaded)] == ["startup", "published"]
     clock.advance(3 * 86_400)  # days pass: no reload on a timer
-    settle()
+    settle(runtime)
     assert [r.trigger for r in events.of(ModelsReloaded)] == ["startup", "published"]
 
 
 def test_store_refuses_a_corrupt_publish_and_keeps_its_models(
     store_rig: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
-    ref, _, _, _, models_dir = store_rig
+    ref, _, _, _, models_dir, runtime = store_rig
     good = stage_model(models_dir, "ETH/USDT")
     ref.tell(PublishModel(symbol="ETH/USDT", staging_dir=str(good), reply_to=Recorder()))
     bad = stage_model(models_dir, "ETH/USDT", seed=2)
@@ -212,7 +215,7 @@ def test_store_refuses_a_corrupt_publish_and_keeps_its_models(
     model_file.write_bytes(bytes(data))
     reply_to = Recorder()
     ref.tell(PublishModel(symbol="ETH/USDT", staging_dir=str(bad), reply_to=reply_to))
-    settle()
+    settle(runtime)
     failed = reply_to.of(PublishFailed)
     assert len(failed) == 1 and "checksum" in failed[0].error
     current = ref.ask(GetModels())
@@ -241,6 +244,7 @@ class TraderRig:
         self, exchange: PaperExchange, clock: Any, ledger: MemoryLedger, **trading: Any
     ) -> None:
         self.store, self.coverage, self.events = Recorder(), Recorder(), Recorder()
+        self.runtime = Runtime()
         self.ref = TraderActor.start(
             clock=clock,
             exchange=exchange,
@@ -253,6 +257,7 @@ class TraderRig:
             store=self.store,
             coverage=self.coverage,
             events=Topic({"probe": self.events}),
+            runtime=self.runtime,
         )
 
 
@@ -278,12 +283,12 @@ def test_trader_signals_and_orders_only_for_active_symbols(
     exchange, clock = exchange_and_clock
     ledger = MemoryLedger()
     rig = TraderRig(exchange, clock, ledger, entry_threshold=0.0, exit_threshold=0.0)
-    settle()
+    settle(rig.runtime)
     assert {s.name for s in rig.store.of(Subscribe)} == {"trader"}
     rig.ref.tell(ModelsUpdated(version="v000002", symbols=(), models=models))
     rig.ref.tell(_states(BTC_USDT=SymbolState.ACTIVE, ETH_USDT=SymbolState.BLOCKED_MANUAL))
     clock.advance(600)
-    settle()
+    settle(rig.runtime)
     assert {e.symbol for e in rig.events.of(SignalProduced)} == {"BTC/USDT"}
     orders = rig.events.of(OrderPlaced)
     assert [o.symbol for o in orders] == ["BTC/USDT"]  # one entry, then held (exit at P <= 0)
@@ -302,11 +307,11 @@ def test_paused_trader_makes_no_entries(
     rig.ref.tell(ModelsUpdated(version="v000002", symbols=(), models=models))
     rig.ref.tell(_states(BTC_USDT=SymbolState.ACTIVE))
     clock.advance(300)
-    settle()
+    settle(rig.runtime)
     assert rig.events.of(SignalProduced) and not rig.events.of(OrderPlaced)
     rig.ref.ask(Resume())
     clock.advance(60)
-    settle()
+    settle(rig.runtime)
     assert [o.symbol for o in rig.events.of(OrderPlaced)] == ["BTC/USDT"]
 
 
@@ -318,14 +323,14 @@ def test_a_decision_already_in_the_ledger_is_not_sent_again(
     first = TraderRig(exchange, clock, ledger, entry_threshold=0.0, exit_threshold=0.0)
     first.ref.tell(ModelsUpdated(version="v000002", symbols=(), models=models))
     first.ref.tell(_states(BTC_USDT=SymbolState.ACTIVE))
-    settle()
+    settle(first.runtime)
     assert len(first.events.of(OrderPlaced)) == 1
     first.ref.stop()
     # a restarted trader sees the same candle and decides the same entry
     again = TraderRig(exchange, clock, ledger, entry_threshold=0.0, exit_threshold=0.0)
     again.ref.tell(ModelsUpdated(version="v000002", symbols=(), models=models))
     again.ref.tell(_states(BTC_USDT=SymbolState.ACTIVE))
-    settle()
+    settle(again.runtime)
     assert again.events.of(OrderPlaced) == []
     assert len(exchange.fetch_open_orders()) + len(ledger.orders(OrderState.FILLED)) == 1
 
@@ -353,7 +358,7 @@ def test_exchange_down_at_start_retires_nothing_and_retries_at_the_next_check(
     rig = CoverageRig(ExchangeDownAtFirst(exchange, failures=1), clock, ["BTC/USDT"])  # type: ignore[arg-type]
     model = published_model(tmp_path, "BTC/USDT")
     rig.ref.tell(ModelsUpdated(version=model.version, symbols=(), models={"BTC/USDT": model}))
-    settle()
+    settle(rig.runtime)
     assert rig.events.of(CoverageChecked) == []  # no universe: nothing decided, nothing retired
     retired = [
         r.symbol
@@ -363,6 +368,6 @@ def test_exchange_down_at_start_retires_nothing_and_retries_at_the_next_check(
     ]
     assert retired == []
     clock.advance(300)  # the next coverage check retries the refresh, not an hour later
-    settle()
+    settle(rig.runtime)
     assert rig.states() == {"BTC/USDT": SymbolState.ACTIVE}
     assert [c.trigger for c in rig.events.of(CoverageChecked)] == ["tick"]

@@ -2,7 +2,7 @@
 observed in the actors, authentication refuses everything else, and no input kills the server.
 
 Real websocket connections on 127.0.0.1 (a free port each time); time passes only by
-`clock.advance` + `settle()`.
+`clock.advance` + `bot.settle()`.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from admin.protocol import MAX_FRAME_BYTES, AdminRequest, ErrorReply, decode_req
 from policy.lifecycle import DAY_S, SymbolState
 from policy.risk import Intent
 from tests.admin_client import TOKEN, AdminBot
-from tests.harness import T0, Bot, settle
+from tests.harness import T0, Bot
 
 # enter on one candle, exit on the next: every candle of an ACTIVE symbol places an order
 EVERY_CANDLE = {"entry_threshold": 0.0, "exit_threshold": 1.0, "max_open_positions": 10}
@@ -132,7 +132,7 @@ def test_blocked_symbol_is_not_trained_when_its_history_becomes_enough(admin: Ma
     reply = c.call("Unblock", symbol="PEPE/USDT")
     assert reply["ok"]
     assert reply["detail"].endswith("now TRAINING (14.5 days of history >= 14 minimum, no model)")
-    settle()
+    bot.settle()
     assert [e.symbol for e in bot.events.of(TrainerStarted)] == ["PEPE/USDT"]
     assert states(bot) == {"PEPE/USDT": SymbolState.ACTIVE}
 
@@ -215,7 +215,7 @@ def test_retrain_goes_through_coverage_and_never_starts_a_second_trainer(
     assert c.call("Trainers")["symbols"] == ["ETH/USDT"]
     assert c.call("Status")["trainers"] == ["ETH/USDT"]
     gate.set()
-    settle()
+    bot.settle()
     assert [e.symbol for e in bot.events.of(TrainerStarted)] == ["ETH/USDT"]
     assert c.call("Trainers")["symbols"] == []
     assert [m["version"] for m in c.call("Status")["models"]] == ["v000002"]
@@ -227,11 +227,11 @@ def test_reload_models_and_refresh_universe_reach_their_actors(admin: MakeAdmin)
     bot.events.clear()
     reply = c.call("ReloadModels")
     assert reply["ok"] and reply["detail"] == "1 models, newest v000001"
-    settle()
+    bot.settle()
     assert [r.trigger for r in bot.events.of(ModelsReloaded)] == ["admin"]
     reply = c.call("RefreshUniverse")
     assert reply["detail"] == "universe refreshed and evaluated: 2 symbols"
-    settle()
+    bot.settle()
     assert len(bot.events.of(UniverseRefreshed)) == 1
     assert [e.trigger for e in bot.events.of(CoverageChecked)] == ["universe"]
 
@@ -518,7 +518,7 @@ def test_several_clients_at_once_each_get_their_own_replies(admin: MakeAdmin) ->
     for t in threads:
         t.join(timeout=60)
     assert errors == []
-    settle()
+    a.bot.settle()
     assert set(states(a.bot).values()) == {SymbolState.ACTIVE}
     for w in watchers:
         w.call("Status")

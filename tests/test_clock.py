@@ -5,15 +5,15 @@ import time
 import pykka
 import pytest
 
-from actors.base import BaseActor
+from actors.base import BaseActor, Runtime
 from actors.clock import ClockStalled, RealClock, TimerTable, VirtualClock, _Timer
 from actors.messages import CoverageTick, Tick
 from tests.harness import Recorder, settle
 
 
 class Counter(BaseActor):
-    def __init__(self, clock: VirtualClock) -> None:
-        super().__init__("counter", clock)
+    def __init__(self, clock: VirtualClock, runtime: Runtime | None = None) -> None:
+        super().__init__("counter", clock, runtime=runtime)
         self.ticks: list[float] = []
 
     def receive(self, message: object) -> object:
@@ -27,11 +27,11 @@ def _ticks(ref: pykka.ActorRef) -> list[float]:
 
 
 def test_advance_900_on_a_300_s_timer_delivers_three_ticks_in_order() -> None:
-    clock = VirtualClock(start=1000.0)
-    ref = Counter.start(clock)
+    clock, runtime = VirtualClock(start=1000.0), Runtime()
+    ref = Counter.start(clock, runtime)
     clock.schedule_periodic(300, ref, lambda at, tid: CoverageTick(at=at, timer_id=tid))
     clock.advance(900)
-    settle()
+    settle(runtime)
     assert _ticks(ref) == [1300.0, 1600.0, 1900.0]
     assert clock.now() == 1900.0
 
@@ -109,16 +109,23 @@ def test_time_cannot_go_backwards() -> None:
         VirtualClock().advance(-1)
 
 
-def test_a_dead_target_loses_its_timer_not_the_clock() -> None:
-    clock = VirtualClock(start=0.0)
-    dead = Counter.start(clock)
+def test_a_dead_target_loses_its_timer_not_the_clock(caplog: pytest.LogCaptureFixture) -> None:
+    clock, runtime = VirtualClock(start=0.0), Runtime()
+    dead = Counter.start(clock, runtime)
     dead.stop()
-    alive = Counter.start(clock)
-    clock.schedule_periodic(60, dead, lambda at, tid: CoverageTick(at=at, timer_id=tid))
+    alive = Counter.start(clock, runtime)
+    lost = clock.schedule_periodic(60, dead, lambda at, tid: CoverageTick(at=at, timer_id=tid))
     clock.schedule_periodic(60, alive, lambda at, tid: CoverageTick(at=at, timer_id=tid))
-    clock.advance(180)
-    settle()
+    with caplog.at_level("WARNING", logger="tradeactors.clock"):
+        clock.advance(180)
+    settle(runtime)
     assert _ticks(alive) == [60.0, 120.0, 180.0]
+    # one line, at the first failed delivery: which timer, and why
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(
+        f"Timer {lost} (tick every 60 s to {dead!r}) dropped: ActorDeadError"
+    )
 
 
 def test_a_fast_real_clock_runs_its_timers_on_its_own_time() -> None:

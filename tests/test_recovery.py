@@ -48,7 +48,7 @@ def restart_after_death(bot: Bot, supervisor: Supervisor, name: str) -> ActorDie
     died = bot.system.mailbox.queue.get(timeout=10)
     assert isinstance(died, ActorDied) and died.name == name, died
     assert supervisor.handle(died)
-    settle()
+    bot.settle()
     return died
 
 
@@ -192,11 +192,11 @@ def test_a_symbol_trades_at_once_whichever_of_its_state_and_model_arrives_last(
     exchange = build_paper_exchange(SyntheticMarket(anchor_ms=int(T0 * 1000)), clock)
     rig = TraderRig(exchange, clock, MemoryLedger(), **EVERY_CANDLE)
     rig.ref.tell(_states(BTC_USDT=SymbolState.ACTIVE))  # the state first ...
-    settle()
+    settle(rig.runtime)
     assert rig.events.of(OrderPlaced) == []
     model = published_model(tmp_path, "BTC/USDT")
     rig.ref.tell(ModelsUpdated(version=model.version, symbols=(), models={"BTC/USDT": model}))
-    settle()  # ... then its model: it trades on the last closed candle, not a candle later
+    settle(rig.runtime)  # ... then its model: it trades on the last closed candle, not later
     assert [o.symbol for o in rig.events.of(OrderPlaced)] == ["BTC/USDT"]
 
 
@@ -309,7 +309,7 @@ def test_a_failed_publish_keeps_the_models_in_use(
     models_dir = Path(bot.settings.data_dir) / "models"
     (models_dir / "v000002").write_text("junk where the next version goes\n")  # publish fails
     assert bot.ask("coverage", RetrainSymbol(symbol="BTC/USDT")).ok
-    settle()
+    bot.settle()
     finished = bot.events.of(TrainerFinished)
     assert [f.ok for f in finished] == [False] and "cannot publish" in finished[0].detail
     assert "models in use are unchanged" in caplog.text
@@ -366,7 +366,7 @@ def test_a_worker_killed_mid_fit_fails_the_training_with_backoff(
         pid = pids[0] if pids else None
         time.sleep(0.01)  # waiting for a real process to get going, not for time to pass
     os.kill(pid, signal.SIGKILL)
-    settle()
+    bot.settle()
     finished = bot.events.of(TrainerFinished)
     assert [f.ok for f in finished] == [False]
     assert "BrokenProcessPool" in finished[0].detail

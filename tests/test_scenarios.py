@@ -31,7 +31,7 @@ from actors.messages import (
     TrainerStarted,
 )
 from policy.lifecycle import DAY_S, SymbolState
-from tests.harness import T0, Bot, settle
+from tests.harness import T0, Bot
 
 
 @pytest.fixture
@@ -68,7 +68,7 @@ def test_trader_loop_every_60s_does_not_drive_coverage_reloads_or_requeues(
         bot.clock.advance(60)
         # ... and, as in the old bot, asks for a coverage pass on every loop
         coverage.tell(CoverageTick(at=bot.clock.now()))
-        settle()
+        bot.settle()
     checks = bot.events.of(CoverageChecked)
     assert [c.trigger for c in checks] == ["startup"] + ["tick"] * 6
     assert [c.at - T0 for c in checks] == [0, 300, 600, 900, 1200, 1500, 1800]
@@ -113,7 +113,7 @@ def test_a_symbol_never_gets_a_second_trainer(bots: list[Bot], tmp_path: Path) -
     for t in threads:
         t.join()
     gate.set()
-    settle()
+    bot.settle()
     assert len(replies) + len(directory_starts) == 1000
     assert not any(directory_starts)
     assert {r.detail for r in replies} <= {"ETH/USDT is already training"}

@@ -19,11 +19,12 @@ import msgspec
 import pytest
 
 import supervisor
-from actors.base import Topic
+from actors.base import Runtime, Topic
 from actors.coverage import CoverageActor
 from actors.messages import (
     CoverageChecked,
     CoverageTick,
+    CoverageTrigger,
     Event,
     ModelsReloaded,
     ModelsUpdated,
@@ -39,6 +40,7 @@ from actors.messages import (
 from actors.trader import TraderActor
 from app import system as app_system
 from app.builders import build_paper_exchange
+from app.logs import ClockFormatter
 from config.settings import Settings, TradingSettings
 from exchange.synthetic import (
     DEFAULT_SYMBOLS,
@@ -49,15 +51,11 @@ from exchange.synthetic import (
 from policy.lifecycle import DAY_S, SymbolRecord, SymbolState
 from policy.risk import Intent
 from policy.universe import is_blacklisted
+from simulation.monitor import InvariantMonitor
+from simulation.progress import progress_line
 from simulation.report import Summary, format_summary, without_wall_fields, write
-from simulation.runner import (
-    SIM_START,
-    InvariantMonitor,
-    VirtualTimeFormatter,
-    max_drawdown,
-    progress_line,
-    symbol_pnl,
-)
+from simulation.runner import SIM_START
+from simulation.summary import max_drawdown, symbol_pnl
 from storage.ledger import MemoryLedger, OrderRow, OrderState
 from tests.harness import Recorder, new_clock, published_model, settle
 
@@ -208,7 +206,7 @@ def test_a_symbol_becoming_active_trades_at_once_whichever_message_comes_first(
     """The store's ModelsUpdated and coverage's SymbolStates race; the outcome must not."""
     clock = new_clock(T)
     exchange = build_paper_exchange(SyntheticMarket(anchor_ms=int(T * 1000)), clock)
-    events = Recorder()
+    events, runtime = Recorder(), Runtime()
     trader = TraderActor.start(
         clock=clock,
         exchange=exchange,
@@ -221,6 +219,7 @@ def test_a_symbol_becoming_active_trades_at_once_whichever_message_comes_first(
         store=Recorder(),
         coverage=Recorder(),
         events=Topic({"probe": events}),
+        runtime=runtime,
     )
     model = published_model(tmp_path, "BTC/USDT")
     messages: list[Any] = [
@@ -229,7 +228,7 @@ def test_a_symbol_becoming_active_trades_at_once_whichever_message_comes_first(
     ]
     for message in messages if model_first else reversed(messages):
         trader.tell(message)
-    settle()
+    settle(runtime)
     assert [(e.symbol, e.at) for e in events.of(SignalProduced)] == [("BTC/USDT", T)]
 
 
@@ -270,7 +269,7 @@ def test_progress_line_shows_simulated_time_and_speed() -> None:
 def test_log_lines_carry_virtual_time() -> None:
     clock = new_clock(SIM_START + 3 * DAY_S + 61)
     record = logging.LogRecord("tradeactors.x", logging.INFO, __file__, 1, "hello", None, None)
-    text = VirtualTimeFormatter(clock).format(record)
+    text = ClockFormatter(clock).format(record)
     assert text.startswith("2026-11-29 00:01:01 INFO")
 
 
@@ -409,7 +408,7 @@ class EagerCoverage(CoverageActor):
 
     def _on_coverage_tick(self) -> None:
         if self.models_known:
-            self._evaluate_all("tick")
+            self._evaluate_all(CoverageTrigger.TICK)
 
 
 class ImpatientCoverage(CoverageActor):

@@ -10,7 +10,7 @@ import pytest
 from actors.messages import ActorDied, ActorRestarted, GetSymbols, Heartbeat, StopRequested
 from app.supervision import Supervisor
 from policy.restarts import RestartBudget
-from tests.harness import Bot, settle
+from tests.harness import Bot
 
 
 class Boom(Exception):
@@ -58,14 +58,14 @@ def test_dead_actor_is_restarted_and_gets_its_state_back(
     died = bot.system.mailbox.queue.get(timeout=10)
     assert isinstance(died, ActorDied) and died.name == "trader" and "handler bug" in died.error
     assert supervisor.handle(died) is True
-    settle()
+    bot.settle()
     new = bot.system.addresses["trader"].ref
     assert new is not None and new is not old and new.is_alive() and not old.is_alive()
     assert [e.name for e in bot.events.of(ActorRestarted)] == ["trader"]
     # the new trader re-subscribed: it knows the states and models and keeps its timers
     bot.events.clear()
     bot.clock.advance(bot.settings.heartbeat_s)
-    settle()
+    bot.settle()
     beats = bot.events.of(Heartbeat)
     assert len(beats) == 1 and beats[0].active == 1 and beats[0].blocked == 1
 
@@ -82,7 +82,7 @@ def test_restart_budget_exceeded_stops_the_bot_with_non_zero_exit(
         _crash(bot, "coverage")
         died = bot.system.mailbox.queue.get(timeout=10)
         outcomes.append(supervisor.handle(died))
-        settle()
+        bot.settle()
     assert outcomes == [True, True, True, False]
     assert supervisor.exit_code == 1
     assert "more than 3 restarts in 60 s; stopping the bot" in caplog.text
@@ -108,7 +108,7 @@ def test_exception_in_on_start_counts_as_a_death(
     died = bot.system.mailbox.queue.get(timeout=10)
     assert isinstance(died, ActorDied) and died.during_start and "disk not mounted" in died.error
     assert Supervisor(bot.system).handle(died)
-    settle()
+    bot.settle()
     assert bot.system.addresses["model_store"].is_alive()
     # coverage's subscription reached the new store: it evaluated and trained BTC
     states = bot.ask("coverage", GetSymbols())
