@@ -1,6 +1,7 @@
-"""Runs the live bot: settings, database, exchange, admin token, then the supervisor's loop.
+"""Runs the live bot: settings, checks, database, exchange, admin token, then the supervisor's loop.
 
-A start-up failure is one line and an exit code: 2 for settings, 3 for state on disk.
+A start-up failure is one line and an exit code: 2 for settings (and whatever
+`app.preflight` finds before anything starts), 3 for state on disk.
 """
 
 from __future__ import annotations
@@ -13,8 +14,10 @@ from threadpoolctl import threadpool_limits
 
 from actors.clock import RealClock
 from admin.server import TokenError, load_or_create_token
+from app import preflight
 from app.builders import build_admin_server, build_exchange
 from app.logs import configure_logging
+from app.preflight import PreflightError
 from app.supervision import Supervisor
 from app.system import System
 from config.settings import Settings, SettingsError, load_settings
@@ -24,13 +27,28 @@ from storage.db import FILE_NAME, Database, StorageError
 
 log = logging.getLogger("tradeactors.supervisor")
 
-def run(settings_path: str, clock: RealClock | None = None) -> int:
-    """Run the bot until it is stopped; the exit code. `clock`: wall time unless given."""
+
+def run(settings_path: str | Path | Settings, clock: RealClock | None = None) -> int:
+    """Run the bot until it is stopped; the exit code. `clock`: wall time unless given.
+
+    `settings_path`: a settings file, or `Settings` built by the caller (used as given,
+    without `load_settings`' rules across fields)."""
+    clock = clock or RealClock()
     try:
-        settings = load_settings(settings_path)
+        if isinstance(settings_path, Settings):
+            settings = settings_path
+        else:
+            settings = load_settings(settings_path)
+        preflight.check_settings(settings)
+        _check_universe(settings, clock)
     except SettingsError as exc:
+        clock.stop()
         print(exc, file=sys.stderr)
         return 2
+    except PreflightError as exc:
+        clock.stop()
+        print(exc, file=sys.stderr)
+        return exc.code
     configure_logging(settings.logging.level)
     ex = settings.exchange
     log.info(
@@ -43,7 +61,6 @@ def run(settings_path: str, clock: RealClock | None = None) -> int:
     # LoadedModel.prob_up caps the trader's own thread: a predict left at both
     # cores fights the training worker and the tick p99 goes up tenfold.
     thread_cap = threadpool_limits(limits=1)
-    clock = clock or RealClock()
     try:
         return _run_system(settings, clock)
     finally:
@@ -51,11 +68,34 @@ def run(settings_path: str, clock: RealClock | None = None) -> int:
         thread_cap.restore_original_limits()
 
 
+def _check_universe(settings: Settings, clock: RealClock) -> None:
+    """A static universe against the exchange's markets, on an exchange that keeps no state
+    (the real one is built once the data folder is locked); PreflightError names the unknown."""
+    if settings.universe.mode != "static":
+        return
+    probe = build_exchange(settings, clock, keep_state=False)
+    try:
+        listed = probe.load_markets()
+    except ExchangeError as exc:
+        # not the user's mistake: the coverage actor retries, and names what is missing then
+        print(
+            f"universe.symbols not checked: {probe.name} markets unavailable ({exc})",
+            file=sys.stderr,
+        )
+        return
+    finally:
+        probe.close()
+    preflight.check_universe(settings.universe, listed, probe.name)
+
+
 def _run_system(settings: Settings, clock: RealClock) -> int:
     try:
         db = Database.open(Path(settings.data_dir) / FILE_NAME)
     except StorageError as exc:
         log.error("%s", exc)
+        return 3
+    except OSError as exc:  # a permission changed since the preflight checks
+        log.error("%s: %s. Refusing to start", exc.filename or settings.data_dir, exc.strerror)
         return 3
     try:
         exchange = build_exchange(settings, clock)

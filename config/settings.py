@@ -61,6 +61,26 @@ class UniverseSettings(_Section, frozen=True, forbid_unknown_fields=True, kw_onl
     # fnmatch patterns, e.g. "??*UP/USDT" (leveraged tokens: BTCUP, but not JUP)
     blacklist: tuple[str, ...] = ("??*UP/USDT", "*DOWN/USDT", "*BULL/USDT", "*BEAR/USDT")
 
+    def __post_init__(self) -> None:
+        # exchanges list symbols in upper case: "btc/usdt" would otherwise never match
+        symbols = tuple(dict.fromkeys(s.strip().upper() for s in self.symbols))
+        malformed = [s for s in symbols if not _is_pair(s)]
+        if malformed:
+            raise ValueError(
+                f"universe.symbols: {', '.join(malformed)} is not BASE/QUOTE (e.g. BTC/USDT)"
+            )
+        if self.mode == "static" and not symbols:
+            raise ValueError(
+                "universe.mode static needs universe.symbols, e.g. [BTC/USDT, ETH/USDT]; "
+                "it is empty (use mode auto for the top_n by volume)"
+            )
+        msgspec.structs.force_setattr(self, "symbols", symbols)
+
+
+def _is_pair(symbol: str) -> bool:
+    base, slash, quote = symbol.partition("/")
+    return bool(slash and base and quote) and "/" not in quote
+
 
 class CoverageSettings(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
     interval_s: Seconds = 300
@@ -141,6 +161,54 @@ class Settings(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
     admin: AdminSettings = AdminSettings()
 
 
+def rule_problems(s: Settings) -> list[str]:
+    """What breaks the rules across fields, one sentence each; empty when all hold.
+
+    Checked by `load_settings` (a settings file is what a person writes). Code that builds
+    `Settings` itself is trusted: tests use thresholds that trade on every candle on purpose.
+    """
+    problems = []
+    trading, quote = s.trading, s.exchange.quote
+    # with entry <= exit, a fresh position meets its own exit rule: the bot buys at once and
+    # sells on the next candle, paying fees both ways for nothing
+    if not trading.entry_threshold > trading.exit_threshold:
+        problems.append(
+            f"trading.entry_threshold ({trading.entry_threshold:g}) must be greater than "
+            f"trading.exit_threshold ({trading.exit_threshold:g})"
+        )
+    if s.training.retry_max_s < s.training.retry_base_s:
+        problems.append(
+            f"training.retry_max_s ({s.training.retry_max_s} s) must be >= "
+            f"training.retry_base_s ({s.training.retry_base_s} s): the backoff starts at "
+            "retry_base_s and is capped at retry_max_s"
+        )
+    foreign = [x for x in s.universe.symbols if x.partition("/")[2] != quote.upper()]
+    if foreign:
+        problems.append(
+            f"universe.symbols: {', '.join(foreign)} not quoted in exchange.quote {quote} "
+            "(balances and stakes are in the quote currency)"
+        )
+    candle_s = timeframe_s(s.timeframe)
+    if trading.candle_delay_s >= candle_s:
+        problems.append(
+            f"trading.candle_delay_s ({trading.candle_delay_s:g} s) must be shorter than "
+            f"one {s.timeframe} candle ({candle_s} s)"
+        )
+    if s.coverage.max_model_age_s < s.coverage.interval_s:
+        problems.append(
+            f"coverage.max_model_age_s ({s.coverage.max_model_age_s} s) must be >= "
+            f"coverage.interval_s ({s.coverage.interval_s} s): otherwise every model is "
+            "already too old at the next check and is retrained at every check"
+        )
+    if s.exchange.kind == "paper" and trading.stake_quote > s.exchange.starting_balance:
+        problems.append(
+            f"trading.stake_quote ({trading.stake_quote:g} {quote}) is more than "
+            f"exchange.starting_balance ({s.exchange.starting_balance:g} {quote}): "
+            "no entry could ever be paid"
+        )
+    return problems
+
+
 class SettingsError(Exception):
     """A settings file that cannot be used; the message is one line for the user."""
 
@@ -154,11 +222,15 @@ def load_settings(path: str | Path) -> Settings:
     if not raw.strip():
         return Settings()
     try:
-        return msgspec.yaml.decode(raw, type=Settings)
+        settings = msgspec.yaml.decode(raw, type=Settings)
     except msgspec.ValidationError as exc:
         raise SettingsError(f"{path}: {_plain(str(exc))}") from exc
     except msgspec.DecodeError as exc:
         raise SettingsError(f"{path}: not valid YAML ({_plain(str(exc))})") from exc
+    problems = rule_problems(settings)
+    if problems:
+        raise SettingsError(f"{path}: {'; '.join(problems)}")
+    return settings
 
 
 def _plain(text: str) -> str:

@@ -62,6 +62,7 @@ from actors.messages import (
     TrainerStarted,
     UniverseRefreshed,
 )
+from app.preflight import PreflightError, check_output_dir
 from config.settings import Settings, SettingsError, load_settings
 from exchange.port import ExchangePort
 from exchange.types import ExchangeError
@@ -874,10 +875,14 @@ def command(args: Any, simulate: Simulate) -> int:
             settings = msgspec.structs.replace(settings, training=training)
         else:
             problems.append(f"--train-days must be > 0, got {args.train_days:g}")
+    out = Path(args.out)
+    try:
+        check_output_dir(out, ("summary.json", "report.html", "simulation.log"))
+    except PreflightError as exc:
+        problems.append(str(exc))
     if problems:
         print("simulate: " + "; ".join(problems), file=sys.stderr)
         return 2
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     clock = VirtualClock(start=SIM_START)
     bar = ProgressBar(args.days * DAY_S)
