@@ -6,6 +6,7 @@ what to do. None creates anything: a check that fails leaves the disk as it was
 
 - `check_data_dir`: the data folder and the files the bot will open in it are usable.
 - `check_output_dir`: a folder a command will write into (`simulate --out`) is usable.
+- `check_log_file`: the log file and its folder are writable.
 - `check_port_free`: the admin port can be bound on the configured host.
 - `check_universe`: a static universe names only symbols the exchange lists.
 """
@@ -118,9 +119,17 @@ def check_universe(universe: UniverseSettings, listed: Collection[str], exchange
         )
 
 
-def check_settings(settings: Settings) -> None:
+def check_log_file(path: Path) -> None:
+    """The log file can be written, and rotated (its folder is writable)."""
+    _check_folder(path.parent, f"log folder {path.parent}")
+    _check_file(path, f"log file {path}", writable=True)
+
+
+def check_settings(settings: Settings, log_file: Path | None = None) -> None:
     """Everything that can be checked before the exchange is built."""
     check_data_dir(settings.data_dir)
+    if log_file is not None:
+        check_log_file(log_file)
     if settings.admin.enabled:
         check_port_free(settings.admin.host, settings.admin.port)
 

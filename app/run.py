@@ -14,9 +14,9 @@ from threadpoolctl import threadpool_limits
 
 from actors.clock import RealClock
 from admin.server import TokenError, load_or_create_token
-from app import preflight
+from app import __version__, preflight
 from app.builders import build_admin_server, build_exchange
-from app.logs import configure_logging
+from app.logs import add_log_file, configure_logging
 from app.preflight import PreflightError
 from app.supervision import Supervisor
 from app.system import System
@@ -28,18 +28,24 @@ from storage.db import FILE_NAME, Database, StorageError
 log = logging.getLogger("tradeactors.supervisor")
 
 
-def run(settings_path: str | Path | Settings, clock: RealClock | None = None) -> int:
+def run(
+    settings_path: str | Path | Settings,
+    clock: RealClock | None = None,
+    log_file: str | None = None,
+) -> int:
     """Run the bot until it is stopped; the exit code. `clock`: wall time unless given.
 
     `settings_path`: a settings file, or `Settings` built by the caller (used as given,
-    without `load_settings`' rules across fields)."""
+    without `load_settings`' rules across fields). `log_file`: instead of the settings'
+    `logging.file` ("" for none)."""
     clock = clock or RealClock()
     try:
         if isinstance(settings_path, Settings):
             settings = settings_path
         else:
             settings = load_settings(settings_path)
-        preflight.check_settings(settings)
+        log_path = log_file_path(settings, log_file)
+        preflight.check_settings(settings, log_path)
         _check_universe(settings, clock)
     except SettingsError as exc:
         clock.stop()
@@ -50,12 +56,18 @@ def run(settings_path: str | Path | Settings, clock: RealClock | None = None) ->
         print(exc, file=sys.stderr)
         return exc.code
     configure_logging(settings.logging.level)
+    logs = settings.logging
+    to_file = None
+    if log_path is not None:
+        to_file = add_log_file(log_path, logs.file_level, logs.max_bytes, logs.backups)
     ex = settings.exchange
     log.info(
-        "tradeactors starting: exchange %s (%s), data in %s",
+        "tradeactors starting: exchange %s (%s), data in %s, log file %s (version %s)",
         ex.kind,
         f"{ex.market} market" if ex.kind == "paper" else f"{ex.id} {ex.mode}",
         Path(settings.data_dir).resolve(),
+        "none" if log_path is None else log_path.resolve(),
+        __version__,
     )
     # BLAS is capped process-wide here; OpenMP limits are per thread, so
     # LoadedModel.prob_up caps the trader's own thread: a predict left at both
@@ -66,6 +78,16 @@ def run(settings_path: str | Path | Settings, clock: RealClock | None = None) ->
     finally:
         clock.stop()
         thread_cap.restore_original_limits()
+        if to_file is not None:
+            logging.getLogger().removeHandler(to_file)
+            to_file.close()
+
+
+def log_file_path(settings: Settings, override: str | None = None) -> Path | None:
+    """`--log-file` (relative to the working folder; "" for none), else `logging.file`."""
+    if override is not None:
+        return Path(override) if override else None
+    return settings.logging.path(settings.data_dir)
 
 
 def _check_universe(settings: Settings, clock: RealClock) -> None:

@@ -115,8 +115,21 @@ class TradingSettings(_Section, frozen=True, forbid_unknown_fields=True, kw_only
     candle_delay_s: NonNegative = 2.0
 
 
+Level = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+
+
 class LoggingSettings(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
-    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    level: Level = "INFO"  # the console (stderr)
+    # the log file: relative to data_dir; "" for none. `--log-file PATH` overrides it.
+    file: str = "logs/tradeactors.log"
+    file_level: Level = "INFO"
+    # size-based rotation: tradeactors.log, .log.1 ... .log.<backups>, oldest dropped
+    max_bytes: Annotated[int, msgspec.Meta(ge=1024)] = 10 * 1024 * 1024
+    backups: Annotated[int, msgspec.Meta(ge=0)] = 5
+
+    def path(self, data_dir: str | Path) -> Path | None:
+        """The log file, or None when there is none."""
+        return Path(data_dir) / self.file if self.file else None
 
 
 class AdminSettings(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):

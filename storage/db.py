@@ -43,6 +43,7 @@ from typing import Any
 import msgspec
 
 from core.durable import fsync_dir, fsync_file
+from core.version import VERSION
 from storage.ledger import (
     FillRow,
     OrderRow,
@@ -732,6 +733,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m storage.db", description="check or back up the bot's database"
     )
+    parser.add_argument("--version", action="version", version=f"tradeactors {VERSION}")
     sub = parser.add_subparsers(dest="command", required=True)
     check = sub.add_parser("check", help="integrity check and a summary (safe while running)")
     check.add_argument("database", type=Path)

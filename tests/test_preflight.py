@@ -334,3 +334,22 @@ def test_rules_across_fields(raw: dict[str, object], problem: str) -> None:
 def test_the_defaults_break_no_rule() -> None:
     assert rule_problems(Settings()) == []
     assert rule_problems(load_settings(ROOT / "settings.yaml")) == []
+
+
+def test_log_file_in_a_folder_under_a_file(work: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (work / "afile").write_text("x")
+    settings = write_settings(work, f"data_dir: {work / 'var'}\nadmin: {{port: 0}}\n")
+    log_file = work / "afile" / "bot.log"
+    code, lines = main(capsys, "--settings", str(settings), "--log-file", str(log_file))
+    assert code == 2
+    assert lines == [f"log folder {work / 'afile'}: is a file, not a folder; choose a folder"]
+    assert tree(work) == ["afile", "settings.yaml"]
+
+
+def test_version_is_the_projects() -> None:
+    import tomllib
+
+    from core.version import VERSION
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["version"] == VERSION

@@ -35,3 +35,7 @@ admin: {{port: 0}}
     assert "Stopping (SIGTERM): coverage, trainers, trader, model store" in text
     assert text.rstrip().endswith("Stopped cleanly.")
     assert "Traceback" not in text
+    # the log file under the data folder has the console's lines, and its path was printed
+    log_file = tmp_path / "var" / "logs" / "tradeactors.log"
+    assert f"log file {log_file} (version " in text
+    assert log_file.read_text().splitlines() == text.splitlines()
