@@ -7,6 +7,7 @@ A start-up failure is one line and an exit code: 2 for settings (and whatever
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -23,6 +24,8 @@ from app.system import System
 from config.settings import Settings, SettingsError, load_settings
 from exchange.types import ExchangeError
 from models.pool import TrainingPool
+from notify.notes import note, stopped
+from notify.notifier import Notifier, NotifyError
 from storage.db import FILE_NAME, Database, StorageError
 
 log = logging.getLogger("tradeactors.supervisor")
@@ -46,8 +49,9 @@ def run(
             settings = load_settings(settings_path)
         log_path = log_file_path(settings, log_file)
         preflight.check_settings(settings, log_path)
+        notifier = Notifier.from_settings(settings.notify, settings.exchange.quote, os.environ)
         _check_universe(settings, clock)
-    except SettingsError as exc:
+    except (SettingsError, NotifyError) as exc:
         clock.stop()
         print(exc, file=sys.stderr)
         return 2
@@ -74,7 +78,7 @@ def run(
     # cores fights the training worker and the tick p99 goes up tenfold.
     thread_cap = threadpool_limits(limits=1)
     try:
-        return _run_system(settings, clock)
+        return _run_system(settings, clock, notifier)
     finally:
         clock.stop()
         thread_cap.restore_original_limits()
@@ -110,7 +114,7 @@ def _check_universe(settings: Settings, clock: RealClock) -> None:
     preflight.check_universe(settings.universe, listed, probe.name)
 
 
-def _run_system(settings: Settings, clock: RealClock) -> int:
+def _run_system(settings: Settings, clock: RealClock, notifier: Notifier) -> int:
     try:
         db = Database.open(Path(settings.data_dir) / FILE_NAME)
     except StorageError as exc:
@@ -139,4 +143,18 @@ def _run_system(settings: Settings, clock: RealClock) -> int:
     pool = TrainingPool(workers=settings.training.workers, kind="process")
     system = System(settings, clock, exchange, pool, db=db)
     admin = None if admin_token is None else build_admin_server(system, admin_token.value)
-    return Supervisor(system, admin=admin).run()
+    supervisor = Supervisor(system, admin=admin)
+    if not notifier:
+        return supervisor.run()
+    system.events.subscribe("notifier", notifier)
+    notifier.start()
+    ex = settings.exchange
+    where = f"{ex.market} market" if ex.kind == "paper" else f"{ex.id} {ex.mode}"
+    notifier.notify(note("start", "tradeactors started", f"exchange {ex.kind} ({where})"))
+    try:
+        return supervisor.run()
+    finally:
+        notifier.notify(
+            stopped(supervisor.stop_reason, supervisor.exit_code, supervisor.restart_limit)
+        )
+        notifier.close(timeout=10.0)

@@ -160,6 +160,37 @@ def is_loopback(host: str) -> bool:
         return False  # a host name other than localhost: may resolve anywhere
 
 
+NotifyEvent = Literal["fill", "blocked", "restart", "mismatch", "start", "stop"]
+NOTIFY_EVENTS: tuple[NotifyEvent, ...] = ("fill", "blocked", "restart", "mismatch", "start", "stop")
+
+
+class NotifyTarget(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """One place to send notifications to: an apprise URL (docs/operations.md)."""
+
+    # a URL with no secret in it, e.g. json://127.0.0.1:8080 ...
+    url: str = ""
+    # ... or the environment variable that holds it: tokens (tgram://TOKEN/CHAT) stay out
+    url_env: str = ""
+    # fill: an order filled; blocked: a symbol reached BLOCKED_FAILED or stopped being ACTIVE;
+    # restart: an actor was restarted, or the bot stopped on the restart limit;
+    # mismatch: reconciliation found the ledger and the exchange apart; start, stop: the bot
+    events: tuple[NotifyEvent, ...] = NOTIFY_EVENTS
+
+    def __post_init__(self) -> None:
+        if bool(self.url) == bool(self.url_env):
+            raise ValueError("a notify target needs exactly one of url and url_env")
+        if not self.events:
+            raise ValueError("a notify target needs at least one event")
+
+
+class NotifySettings(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    targets: tuple[NotifyTarget, ...] = ()
+    # per target: notifications waiting to be sent; past this, new ones are dropped (logged)
+    queue_size: PositiveInt = 100
+    retries: Annotated[int, msgspec.Meta(ge=0)] = 3  # after the first attempt
+    retry_s: Positive = 5.0  # wait before the first retry; doubles each time
+
+
 class Settings(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
     data_dir: str = "./var"
     timeframe: Literal["1m", "5m", "15m", "1h"] = "1m"
@@ -172,6 +203,7 @@ class Settings(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
     trading: TradingSettings = TradingSettings()
     logging: LoggingSettings = LoggingSettings()
     admin: AdminSettings = AdminSettings()
+    notify: NotifySettings = NotifySettings()
 
 
 def rule_problems(s: Settings) -> list[str]:
