@@ -79,6 +79,15 @@ def main(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, list[str]
     return code, capsys.readouterr().err.strip().splitlines()
 
 
+def refused(capsys: pytest.CaptureFixture[str], work: Path, data_dir: Path) -> list[str]:
+    """Start a bot on `data_dir` as a user other than root; it must exit 2: its stderr."""
+    settings = write_settings(work, f"data_dir: {data_dir}\nadmin: {{port: 0}}\n")
+    with unprivileged():
+        code, lines = main(capsys, "--settings", str(settings))
+    assert code == 2
+    return lines
+
+
 # --- the data folder ---------------------------------------------------------------------
 
 
@@ -103,10 +112,8 @@ def test_data_dir_that_is_a_file_is_one_line_and_exit_2_in_a_real_process(work: 
 
 def test_data_dir_under_a_file(work: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (work / "afile").write_text("x")
-    settings = write_settings(work, f"data_dir: {work / 'afile' / 'var'}\nadmin: {{port: 0}}\n")
-    code, lines = main(capsys, "--settings", str(settings))
-    assert code == 2
     data, afile = work / "afile" / "var", work / "afile"
+    lines = refused(capsys, work, data)
     assert lines == [f"data_dir {data}: a file is in the way ({afile} is not a folder)"]
 
 
@@ -114,11 +121,7 @@ def test_data_dir_in_a_read_only_folder(work: Path, capsys: pytest.CaptureFixtur
     parent = work / "ro"
     parent.mkdir(mode=0o555)
     parent.chmod(0o555)
-    settings = write_settings(work, f"data_dir: {parent / 'a' / 'var'}\nadmin: {{port: 0}}\n")
-    with unprivileged():
-        code, lines = main(capsys, "--settings", str(settings))
-    assert code == 2
-    assert lines == [
+    assert refused(capsys, work, parent / "a" / "var") == [
         f"data_dir {parent / 'a' / 'var'}: cannot be created, {parent} is not writable; "
         "make it writable or choose another folder"
     ]
@@ -129,11 +132,7 @@ def test_read_only_data_dir(work: Path, capsys: pytest.CaptureFixture[str]) -> N
     data = work / "var"
     data.mkdir()
     data.chmod(0o555)
-    settings = write_settings(work, f"data_dir: {data}\nadmin: {{port: 0}}\n")
-    with unprivileged():
-        code, lines = main(capsys, "--settings", str(settings))
-    assert code == 2
-    assert lines == [
+    assert refused(capsys, work, data) == [
         f"data_dir {data}: is not writable by this user; "
         "fix its permissions or choose another folder"
     ]
@@ -147,11 +146,7 @@ def test_lock_file_not_writable(work: Path, capsys: pytest.CaptureFixture[str]) 
     lock = data / "tradeactors.db.lock"
     lock.write_text("123")
     lock.chmod(0o444)
-    settings = write_settings(work, f"data_dir: {data}\nadmin: {{port: 0}}\n")
-    with unprivileged():
-        code, lines = main(capsys, "--settings", str(settings))
-    assert code == 2
-    assert lines == [
+    assert refused(capsys, work, data) == [
         f"data_dir {data}: tradeactors.db.lock: is not writable by this user; "
         "fix its permissions (the bot must own its data folder)"
     ]
