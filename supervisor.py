@@ -1,6 +1,7 @@
 """tradeactors: builds the bot from settings, starts its actors, keeps them running.
 
-    python supervisor.py [--settings FILE]     run the bot (paper + synthetic market by default)
+    python supervisor.py [--settings FILE] [--log-file PATH]
+                                               run the bot (paper + synthetic market by default)
     python supervisor.py shell [-c CMD]        the admin shell (docs/admin.md)
     python supervisor.py simulate --days N     the same actors on virtual time, with a report
 
@@ -23,6 +24,7 @@ import sys
 from pathlib import Path
 
 from admin.shell import DEFAULT_HISTORY, run_shell
+from app import __version__
 from app.run import run
 from simulation import cli as simulation_cli
 from simulation.simulate import simulate
@@ -36,6 +38,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--settings", default="settings.yaml", help="settings file (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--log-file",
+        metavar="PATH",
+        help='the log file, instead of logging.file under data_dir ("" for none)',
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     simulation_cli.add_parser(commands)
@@ -53,15 +60,16 @@ def main(argv: list[str] | None = None) -> int:
     shell.add_argument(
         "--history", type=Path, help="history file (default: ~/.tradeactors_shell_history)"
     )
+    for entry in (parser, *commands.choices.values()):
+        entry.add_argument("--version", action="version", version=f"tradeactors {__version__}")
     args = parser.parse_args(argv)
     if args.command == "shell":
         history = args.history or DEFAULT_HISTORY
         return run_shell(args.settings, args.shell_command, args.json, args.url, history)
     if args.command == "simulate":
         return simulation_cli.command(args)
-    return run(args.settings)
+    return run(args.settings, log_file=args.log_file)
 
 
 if __name__ == "__main__":
     sys.exit(main())
-

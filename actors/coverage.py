@@ -143,9 +143,20 @@ class CoverageActor(BaseActor):
                     )
                 self._apply(symbol, lifecycle.TrainingOutcome(now=self.clock.now(), ok=True))
                 self._broadcast()
-            case TrainingFailed(symbol=symbol, error=error):
+            case TrainingFailed(symbol=symbol, error=error, untrainable=untrainable):
                 if self.store_db is not None:
                     self.store_db.attempt_finished(symbol, self.clock.now(), ok=False, error=error)
+                before = self.records.get(symbol)
+                if untrainable and (before is None or before.attempts == 0):
+                    # said once per series of failures; the retries that follow (on more data,
+                    # as the lifecycle says) only show as transitions
+                    self.log.warning(
+                        "%s: %s; it is retried up to %d times as new data comes in, "
+                        "without another warning",
+                        symbol,
+                        error,
+                        self.policy.max_attempts - 1,
+                    )
                 event = lifecycle.TrainingOutcome(now=self.clock.now(), ok=False, error=error)
                 self._apply(symbol, event)
                 self._broadcast()

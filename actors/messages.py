@@ -100,6 +100,7 @@ class TrainingSucceeded(Message, frozen=True):
 class TrainingFailed(Message, frozen=True):
     symbol: str
     error: str
+    untrainable: bool = False  # the data cannot give a model (one label class)
 
 
 class BlockSymbol(Message, frozen=True):
@@ -222,6 +223,7 @@ class FitFinished(Message, frozen=True):
     rows: int = 0
     metrics: dict[str, float] = {}
     error: str | None = None
+    untrainable: bool = False  # the data cannot give a model: retrying is pointless
 
 
 # --- events: published on the event topic for watchers, the monitor and tests ----

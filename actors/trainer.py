@@ -16,6 +16,7 @@ temporary: the supervisor never restarts them).
 from __future__ import annotations
 
 import concurrent.futures
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
@@ -42,7 +43,7 @@ from exchange.port import ExchangePort
 from exchange.types import ExchangeError
 from models import artifacts
 from models.pool import TrainingPool
-from models.training import TrainingError, TrainJob, TrainParams, TrainResult
+from models.training import TrainingError, TrainJob, TrainParams, TrainResult, UntrainableError
 from storage.candles import CandleCache, download
 
 
@@ -178,7 +179,7 @@ class TrainerActor(BaseActor):
 
     def _on_fit(self, message: FitFinished) -> None:
         if message.error is not None:
-            self._fail(message.error)
+            self._fail(message.error, untrainable=message.untrainable)
             return
         self.fit_seconds = message.fit_seconds
         self.metrics = message.metrics
@@ -194,10 +195,13 @@ class TrainerActor(BaseActor):
             )
         )
 
-    def _fail(self, error: str) -> None:
+    def _fail(self, error: str, untrainable: bool = False) -> None:
         error = error.removeprefix(f"{self.symbol}: ")
-        self.log.warning("%s: training failed: %s", self.symbol, error)
-        self._finish(TrainingFailed(symbol=self.symbol, error=error), ok=False, detail=error)
+        # data that cannot give a model is warned about by the coverage actor, once
+        level = logging.INFO if untrainable else logging.WARNING
+        self.log.log(level, "%s: training failed: %s", self.symbol, error)
+        failed = TrainingFailed(symbol=self.symbol, error=error, untrainable=untrainable)
+        self._finish(failed, ok=False, detail=error)
 
     def _finish(self, outcome: TrainingSucceeded | TrainingFailed, ok: bool, detail: str) -> None:
         if self.finished:
@@ -234,7 +238,8 @@ def _fit_finished(future: concurrent.futures.Future[TrainResult], staging_dir: s
         # A TrainingError already says what is wrong with the data; anything else is a bug
         # or a broken worker, named by its type.
         error = str(exc) if isinstance(exc, TrainingError) else f"{type(exc).__name__}: {exc}"
-        return FitFinished(staging_dir=staging_dir, error=error)
+        untrainable = isinstance(exc, UntrainableError)
+        return FitFinished(staging_dir=staging_dir, error=error, untrainable=untrainable)
     return FitFinished(
         staging_dir=result.staging_dir,
         fit_seconds=result.fit_seconds,

@@ -21,9 +21,12 @@ import itertools
 import os
 import shlex
 import shutil
+import signal
 import sys
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
+from types import FrameType
 from typing import Any, NamedTuple, TextIO
 
 import msgspec
@@ -505,6 +508,12 @@ def run_shell(
         output.say(str(exc))
         return EXIT_USAGE
     request: AdminRequest | None = None
+    if command is not None and command.strip().lower() == "help":  # needs no bot
+        try:
+            print(help_text(), file=output.out, flush=True)
+        except BrokenPipeError:
+            _discard_stdout(output.out)
+        return EXIT_OK
     if command is not None:
         try:
             request = parse_command(command, 1)
@@ -544,18 +553,64 @@ def run_shell(
     except KeyboardInterrupt:
         output.say("")
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `... | head`: the reader has all it wants
+        _discard_stdout(output.out)
+        return EXIT_OK
     finally:
         client.close()
 
 
+def _discard_stdout(out: TextIO) -> None:
+    """What is still buffered for a closed pipe goes nowhere, so the exit prints no error."""
+    if out is sys.stdout:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+
+
+@contextlib.contextmanager
+def _one_interrupt() -> Iterator[None]:
+    """Ctrl-C ends a watch; a second Ctrl-C while the shell is ending it is ignored (it
+    would otherwise land in the websocket's closing handshake, as a traceback)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signals reach the main thread only (an in-process shell in a test thread)
+        return
+    previous = signal.getsignal(signal.SIGINT)
+
+    def first(signum: int, frame: FrameType | None) -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, first)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+WATCHING = "watching; Ctrl-C to stop"
+
+
+def _watch_started(text: str, reply: AnyAdminReply, output: _Output) -> None:
+    # the server's reply names its own way to stop (an Unwatch request); a person stops
+    # the shell's watch with Ctrl-C, and only that is said
+    if output.as_json:
+        output.reply(text, reply)
+    else:
+        output.say(WATCHING)
+
+
 def _one(client: AdminClient, request: AdminRequest, output: _Output) -> int:
     text, reply = client.request(request)
-    output.reply(text, reply)
     if isinstance(request, WatchRequest) and not is_error(reply):
-        with contextlib.suppress(KeyboardInterrupt):
-            for text, event in client.events():
-                output.reply(text, event)
+        _watch_started(text, reply, output)
+        with _one_interrupt():
+            with contextlib.suppress(KeyboardInterrupt):
+                for text, event in client.events():
+                    output.reply(text, event)
+            client.close()
         return EXIT_OK
+    output.reply(text, reply)
     return EXIT_REFUSED if is_error(reply) else EXIT_OK
 
 
@@ -607,24 +662,27 @@ def _interactive(
         except KeyboardInterrupt:  # its late reply is skipped: replies are matched by id
             output.say("(interrupted)")
             continue
-        output.reply(text, reply)
         status = EXIT_REFUSED if is_error(reply) else EXIT_OK
+        if isinstance(request, WatchRequest) and not is_error(reply):
+            _watch_started(text, reply, output)
+            _watch_until_interrupt(client, output)
+            refresh_symbols()
+            continue
+        output.reply(text, reply)
         if isinstance(request, ShutdownRequest) and not is_error(reply):
             break
-        if isinstance(request, WatchRequest) and not is_error(reply):
-            _watch_until_interrupt(client, output)
         refresh_symbols()
     return status
 
 
 def _watch_until_interrupt(client: AdminClient, output: _Output) -> None:
-    output.say("(watching; Ctrl-C to stop)")
-    try:
-        for text, frame in client.events():
-            output.reply(text, frame)
-    except KeyboardInterrupt:
-        pass
-    text, reply = client.request(UnwatchRequest(id=client.next_id()))
+    with _one_interrupt():
+        try:
+            for text, frame in client.events():
+                output.reply(text, frame)
+        except KeyboardInterrupt:
+            pass
+        text, reply = client.request(UnwatchRequest(id=client.next_id()))
     output.reply(text, reply)
 
 

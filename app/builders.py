@@ -1,5 +1,4 @@
-"""Builds the parts a System is made of from settings: the exchange and the admin server.
-"""
+"""Builds the parts a System is made of from settings: the exchange and the admin server."""
 
 from __future__ import annotations
 
@@ -22,19 +21,25 @@ from exchange.synthetic import SyntheticMarket
 from exchange.types import ExchangeError
 
 
-def build_exchange(settings: Settings, clock: Clock) -> ExchangePort:
+def build_exchange(settings: Settings, clock: Clock, keep_state: bool = True) -> ExchangePort:
+    """`keep_state` False: a paper exchange that writes nothing (to look at its markets
+    before the data folder is locked); a ccxt exchange keeps no state either way."""
     if settings.exchange.kind == "ccxt":
         return build_ccxt_exchange(settings, clock, os.environ)
     if settings.exchange.kind != "paper":
         raise SettingsError(f"exchange.kind {settings.exchange.kind!r} is not available yet")
-    anchor_ms = _paper_anchor(Path(settings.data_dir), clock)
+    data_dir = Path(settings.data_dir)
+    if not keep_state:
+        market = SyntheticMarket(anchor_ms=int(clock.now() * 1000), seed=settings.exchange.seed)
+        return build_paper_exchange(market, clock, settings.exchange)
+    anchor_ms = _paper_anchor(data_dir, clock)
     market = SyntheticMarket(anchor_ms=anchor_ms, seed=settings.exchange.seed)
     return build_paper_exchange(
         market,
         clock,
         settings.exchange,
         # orders and balances survive a restart, so reconciliation has something to check
-        state_path=Path(settings.data_dir) / "paper" / "state.json",
+        state_path=data_dir / "paper" / "state.json",
     )
 
 

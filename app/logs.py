@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from logging.handlers import RotatingFileHandler
 from pathlib import Path
 
 from actors.clock import Clock
@@ -63,3 +64,23 @@ def configure_logging(
     root.handlers[:] = handlers
     root.setLevel(min(handler.level for handler in handlers))
     logging.getLogger("pykka").setLevel(logging.WARNING)
+
+
+def add_log_file(path: Path, level: str, max_bytes: int, backups: int) -> RotatingFileHandler:
+    """A rotating log file beside the handlers already set up, with the same lines.
+
+    The handlers already there keep the level the root logger had (the console's),
+    so a file at DEBUG does not make the console say more.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    root = logging.getLogger()
+    handler = RotatingFileHandler(path, maxBytes=max_bytes, backupCount=backups, encoding="utf-8")
+    handler.setLevel(level)
+    if root.handlers:
+        handler.setFormatter(root.handlers[0].formatter)
+    for existing in root.handlers:
+        if existing.level == logging.NOTSET:
+            existing.setLevel(root.level)
+    root.addHandler(handler)
+    root.setLevel(min(root.level, handler.level))
+    return handler

@@ -17,6 +17,7 @@ from policy.restarts import RestartBudget
 
 log = logging.getLogger("tradeactors.supervisor")
 
+
 class Supervisor:
     """Watches the permanent actors and restarts them one-for-one within a budget."""
 
@@ -30,11 +31,14 @@ class Supervisor:
         self.budget = budget or RestartBudget(max_restarts=3, within_s=60.0)
         self.admin = admin
         self.exit_code = 0
+        self.stop_reason = "not started"  # why the bot stopped, for the stop notification
+        self.restart_limit = False  # stopped because an actor died too often
 
     def handle(self, message: Any) -> bool:
         """Handle one message from the supervisor mailbox; False when the bot must stop."""
         if isinstance(message, StopRequested):
             log.info("Stopping (%s): coverage, trainers, trader, model store", message.reason)
+            self.stop_reason = message.reason
             return False
         if not isinstance(message, ActorDied):
             log.warning("Supervisor: unexpected message %s", type(message).__name__)
@@ -54,6 +58,11 @@ class Supervisor:
                 self.budget.within_s,
             )
             self.exit_code = 1
+            self.restart_limit = True
+            self.stop_reason = (
+                f"{message.name} died {when} ({message.error}): more than "
+                f"{self.budget.max_restarts} restarts in {self.budget.within_s:.0f} s"
+            )
             return False
         log.warning("%s died %s (%s); restarting it", message.name, when, message.error)
         self.system.start_actor(message.name)
@@ -81,6 +90,7 @@ class Supervisor:
                         exc.strerror or exc,
                     )
                     self.exit_code = 1
+                    self.stop_reason = f"admin server: {exc.strerror or exc}"
                     return self.exit_code
             while True:
                 if stop_signal:

@@ -19,6 +19,7 @@ import msgspec
 import msgspec.yaml
 
 from core.text import one_line
+from core.timeframes import timeframe_s
 
 Positive = Annotated[float, msgspec.Meta(gt=0)]
 PositiveInt = Annotated[int, msgspec.Meta(gt=0)]
@@ -63,6 +64,26 @@ class UniverseSettings(_Section, frozen=True, forbid_unknown_fields=True, kw_onl
     # fnmatch patterns, e.g. "??*UP/USDT" (leveraged tokens: BTCUP, but not JUP)
     blacklist: tuple[str, ...] = ("??*UP/USDT", "*DOWN/USDT", "*BULL/USDT", "*BEAR/USDT")
 
+    def __post_init__(self) -> None:
+        # exchanges list symbols in upper case: "btc/usdt" would otherwise never match
+        symbols = tuple(dict.fromkeys(s.strip().upper() for s in self.symbols))
+        malformed = [s for s in symbols if not _is_pair(s)]
+        if malformed:
+            raise ValueError(
+                f"universe.symbols: {', '.join(malformed)} is not BASE/QUOTE (e.g. BTC/USDT)"
+            )
+        if self.mode == "static" and not symbols:
+            raise ValueError(
+                "universe.mode static needs universe.symbols, e.g. [BTC/USDT, ETH/USDT]; "
+                "it is empty (use mode auto for the top_n by volume)"
+            )
+        msgspec.structs.force_setattr(self, "symbols", symbols)
+
+
+def _is_pair(symbol: str) -> bool:
+    base, slash, quote = symbol.partition("/")
+    return bool(slash and base and quote) and "/" not in quote
+
 
 class CoverageSettings(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
     interval_s: Seconds = 300
@@ -97,8 +118,21 @@ class TradingSettings(_Section, frozen=True, forbid_unknown_fields=True, kw_only
     candle_delay_s: NonNegative = 2.0
 
 
+Level = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+
+
 class LoggingSettings(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
-    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    level: Level = "INFO"  # the console (stderr)
+    # the log file: relative to data_dir; "" for none. `--log-file PATH` overrides it.
+    file: str = "logs/tradeactors.log"
+    file_level: Level = "INFO"
+    # size-based rotation: tradeactors.log, .log.1 ... .log.<backups>, oldest dropped
+    max_bytes: Annotated[int, msgspec.Meta(ge=1024)] = 10 * 1024 * 1024
+    backups: Annotated[int, msgspec.Meta(ge=0)] = 5
+
+    def path(self, data_dir: str | Path) -> Path | None:
+        """The log file, or None when there is none."""
+        return Path(data_dir) / self.file if self.file else None
 
 
 class AdminSettings(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -129,6 +163,37 @@ def is_loopback(host: str) -> bool:
         return False  # a host name other than localhost: may resolve anywhere
 
 
+NotifyEvent = Literal["fill", "blocked", "restart", "mismatch", "start", "stop"]
+NOTIFY_EVENTS: tuple[NotifyEvent, ...] = ("fill", "blocked", "restart", "mismatch", "start", "stop")
+
+
+class NotifyTarget(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """One place to send notifications to: an apprise URL (docs/operations.md)."""
+
+    # a URL with no secret in it, e.g. json://127.0.0.1:8080 ...
+    url: str = ""
+    # ... or the environment variable that holds it: tokens (tgram://TOKEN/CHAT) stay out
+    url_env: str = ""
+    # fill: an order filled; blocked: a symbol reached BLOCKED_FAILED or stopped being ACTIVE;
+    # restart: an actor was restarted, or the bot stopped on the restart limit;
+    # mismatch: reconciliation found the ledger and the exchange apart; start, stop: the bot
+    events: tuple[NotifyEvent, ...] = NOTIFY_EVENTS
+
+    def __post_init__(self) -> None:
+        if bool(self.url) == bool(self.url_env):
+            raise ValueError("a notify target needs exactly one of url and url_env")
+        if not self.events:
+            raise ValueError("a notify target needs at least one event")
+
+
+class NotifySettings(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    targets: tuple[NotifyTarget, ...] = ()
+    # per target: notifications waiting to be sent; past this, new ones are dropped (logged)
+    queue_size: PositiveInt = 100
+    retries: Annotated[int, msgspec.Meta(ge=0)] = 3  # after the first attempt
+    retry_s: Positive = 5.0  # wait before the first retry; doubles each time
+
+
 class Settings(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
     data_dir: str = "./var"
     timeframe: Literal["1m", "5m", "15m", "1h"] = "1m"
@@ -141,6 +206,55 @@ class Settings(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
     trading: TradingSettings = TradingSettings()
     logging: LoggingSettings = LoggingSettings()
     admin: AdminSettings = AdminSettings()
+    notify: NotifySettings = NotifySettings()
+
+
+def rule_problems(s: Settings) -> list[str]:
+    """What breaks the rules across fields, one sentence each; empty when all hold.
+
+    Checked by `load_settings` (a settings file is what a person writes). Code that builds
+    `Settings` itself is trusted: tests use thresholds that trade on every candle on purpose.
+    """
+    problems = []
+    trading, quote = s.trading, s.exchange.quote
+    # with entry <= exit, a fresh position meets its own exit rule: the bot buys at once and
+    # sells on the next candle, paying fees both ways for nothing
+    if not trading.entry_threshold > trading.exit_threshold:
+        problems.append(
+            f"trading.entry_threshold ({trading.entry_threshold:g}) must be greater than "
+            f"trading.exit_threshold ({trading.exit_threshold:g})"
+        )
+    if s.training.retry_max_s < s.training.retry_base_s:
+        problems.append(
+            f"training.retry_max_s ({s.training.retry_max_s} s) must be >= "
+            f"training.retry_base_s ({s.training.retry_base_s} s): the backoff starts at "
+            "retry_base_s and is capped at retry_max_s"
+        )
+    foreign = [x for x in s.universe.symbols if x.partition("/")[2] != quote.upper()]
+    if foreign:
+        problems.append(
+            f"universe.symbols: {', '.join(foreign)} not quoted in exchange.quote {quote} "
+            "(balances and stakes are in the quote currency)"
+        )
+    candle_s = timeframe_s(s.timeframe)
+    if trading.candle_delay_s >= candle_s:
+        problems.append(
+            f"trading.candle_delay_s ({trading.candle_delay_s:g} s) must be shorter than "
+            f"one {s.timeframe} candle ({candle_s} s)"
+        )
+    if s.coverage.max_model_age_s < s.coverage.interval_s:
+        problems.append(
+            f"coverage.max_model_age_s ({s.coverage.max_model_age_s} s) must be >= "
+            f"coverage.interval_s ({s.coverage.interval_s} s): otherwise every model is "
+            "already too old at the next check and is retrained at every check"
+        )
+    if s.exchange.kind == "paper" and trading.stake_quote > s.exchange.starting_balance:
+        problems.append(
+            f"trading.stake_quote ({trading.stake_quote:g} {quote}) is more than "
+            f"exchange.starting_balance ({s.exchange.starting_balance:g} {quote}): "
+            "no entry could ever be paid"
+        )
+    return problems
 
 
 class SettingsError(Exception):
@@ -156,8 +270,12 @@ def load_settings(path: str | Path) -> Settings:
     if not raw.strip():
         return Settings()
     try:
-        return msgspec.yaml.decode(raw, type=Settings)
+        settings = msgspec.yaml.decode(raw, type=Settings)
     except msgspec.ValidationError as exc:
         raise SettingsError(f"{path}: {one_line(str(exc))}") from exc
     except msgspec.DecodeError as exc:
         raise SettingsError(f"{path}: not valid YAML ({one_line(str(exc))})") from exc
+    problems = rule_problems(settings)
+    if problems:
+        raise SettingsError(f"{path}: {'; '.join(problems)}")
+    return settings

@@ -82,6 +82,11 @@ class TrainingError(Exception):
     """The job cannot produce a useful model; the message names the symbol."""
 
 
+class UntrainableError(TrainingError):
+    """The symbol's data cannot give a model at all (its labels have one class: a flat
+    stablecoin): trying again on more of the same data fails the same way."""
+
+
 def _estimator(params: TrainParams, max_iter: int) -> HistGradientBoostingClassifier:
     return HistGradientBoostingClassifier(
         max_iter=max_iter,
@@ -188,7 +193,7 @@ def run_training(job: TrainJob) -> TrainResult:
     y = y_all[usable].astype(np.int64)
     neg, pos = _class_counts(y)
     if neg == 0 or pos == 0:
-        raise TrainingError(
+        raise UntrainableError(
             f"{symbol}: labels have a single class (all {1 if pos else 0}) over {rows} rows; "
             "nothing to learn"
         )

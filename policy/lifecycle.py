@@ -196,7 +196,12 @@ def _evaluate(record: SymbolRecord, facts: Facts, policy: LifecyclePolicy) -> St
         )
         reason = _short_history_reason(days, policy.min_history_days, eligible_at)
         moved = _move(record, SymbolState.BLOCKED_HISTORY, now, reason, eligible_at=eligible_at)
-        return Step(moved, note=_note(record, moved) + ". Will NOT trigger retraining.")
+        note = _note(record, moved)
+        if state in (SymbolState.TRAINING, SymbolState.RETRY_WAIT):
+            # it was being trained (history unknown now, e.g. the exchange is down): say that
+            # this is no cause to train; a symbol never trained has nothing to stop
+            note += ". Will NOT trigger retraining."
+        return Step(moved, note=note)
     if facts.trainer_running:  # a trainer already works on it (e.g. an admin retrain)
         moved = _move(record, SymbolState.TRAINING, now, "a trainer is already running")
         return Step(moved, note=_note(record, moved))
@@ -256,6 +261,8 @@ def _model_covered(record: SymbolRecord, event: ModelCovered) -> Step:
     if record.state is SymbolState.ACTIVE:
         updated = msgspec.structs.replace(updated, attempts=0, next_attempt_at=None)
         if record.model_version != event.version:
+            # the reason names the model it trades on, not the first one it was given
+            updated = msgspec.structs.replace(updated, reason=f"model {event.version} published")
             note = f"{record.symbol}: ACTIVE, now trading on model {event.version}"
             return Step(updated, note=note)
     return Step(updated)

@@ -17,6 +17,7 @@ from threadpoolctl import threadpool_limits
 
 from actors.clock import VirtualClock
 from app.logs import configure_logging
+from app.preflight import PreflightError, check_output_dir
 from config.settings import SettingsError, load_settings
 from core.timefmt import format_utc
 from policy.lifecycle import DAY_S
@@ -85,10 +86,14 @@ def command(args: Any) -> int:
             settings = msgspec.structs.replace(settings, training=training)
         else:
             problems.append(f"--train-days must be > 0, got {args.train_days:g}")
+    out = Path(args.out)
+    try:
+        check_output_dir(out, ("summary.json", "report.html", "simulation.log"))
+    except PreflightError as exc:
+        problems.append(str(exc))
     if problems:
         print("simulate: " + "; ".join(problems), file=sys.stderr)
         return 2
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     clock = VirtualClock(start=SIM_START)
     bar = ProgressBar(args.days * DAY_S)

@@ -513,7 +513,10 @@ def table(rows: list[Row]) -> str:
 
 
 def _bot(args: argparse.Namespace) -> int:
+    import msgspec.yaml
+
     from actors.clock import RealClock
+    from config.settings import Settings
     from exchange.paper import PaperExchange
 
     latency = args.latency_ms / 1000
@@ -530,7 +533,9 @@ def _bot(args: argparse.Namespace) -> int:
     import supervisor
 
     clock = RealClock(speed=args.speed, start=T0, wall_start=args.wall_start)
-    return supervisor.run(args.settings, clock=clock)
+    # decoded here, past load_settings' rules: its thresholds trade every candle on purpose
+    settings = msgspec.yaml.decode(Path(args.settings).read_bytes(), type=Settings)
+    return supervisor.run(settings, clock=clock)
 
 
 def main(argv: list[str] | None = None) -> int:

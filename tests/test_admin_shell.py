@@ -38,6 +38,7 @@ from admin.shell import (
     format_event,
     format_status,
     format_table,
+    help_text,
     parse_command,
     run_shell,
 )
@@ -397,7 +398,7 @@ def test_shell_c_watch_streams_until_the_bot_goes_away(running: Running) -> None
 
     watching = threading.Thread(target=watch)
     watching.start()
-    assert _wait_for(lambda: out.getvalue().startswith("watching; send Unwatch to stop\n"))
+    assert _wait_for(lambda: err.getvalue() == "watching; Ctrl-C to stop\n")
     other = running.client()
     other.call("Block", symbol="ETH/USDT", reason="watch me")
     line = "SymbolTransition  ETH/USDT: ACTIVE -> BLOCKED_MANUAL (blocked by admin: watch me)"
@@ -405,6 +406,46 @@ def test_shell_c_watch_streams_until_the_bot_goes_away(running: Running) -> None
     running.server.stop()  # the bot goes away: the watch ends, without an error
     watching.join(timeout=30)
     assert codes == [0]
+
+
+def test_shell_c_help_needs_no_bot(tmp_path: Path) -> None:
+    settings = _settings_file(tmp_path, f"data_dir: {tmp_path / 'nowhere'}\n")
+    out, err = io.StringIO(), io.StringIO()
+    assert run_shell(str(settings), "help", out=out, err=err, history=None) == 0
+    assert out.getvalue() == help_text() + "\n" and err.getvalue() == ""
+    assert "watch [signals]" in out.getvalue()
+
+
+def _shell_process(running: Running, *args: str) -> subprocess.Popen[str]:
+    env = {k: v for k, v in os.environ.items() if k != TOKEN_ENV} | {"PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(
+        [sys.executable, "supervisor.py", "shell", "--settings", str(running.settings), *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+
+
+@pytest.mark.slow
+def test_a_closed_pipe_ends_the_shell_quietly(running: Running) -> None:
+    shell = _shell_process(running, "--json", "-c", "symbols")
+    assert shell.stdout is not None and shell.stderr is not None
+    shell.stdout.close()  # `| head` that has already read enough: the reply meets a closed pipe
+    assert shell.wait(timeout=60) == 0
+    assert shell.stderr.read() == ""
+
+
+@pytest.mark.slow
+def test_double_ctrl_c_during_watch_ends_it_without_a_traceback(running: Running) -> None:
+    shell = _shell_process(running, "-c", "watch")
+    assert shell.stderr is not None and shell.stdout is not None
+    assert shell.stderr.readline() == "watching; Ctrl-C to stop\n"
+    shell.send_signal(signal.SIGINT)
+    shell.send_signal(signal.SIGINT)
+    assert shell.wait(timeout=60) == 0
+    assert shell.stderr.read() == "" and shell.stdout.read() == ""
 
 
 def _wait_for(condition: Callable[[], bool], timeout: float = 30.0) -> bool:

@@ -46,8 +46,8 @@ def test_young_symbol_is_blocked_with_reason_and_eligibility() -> None:
     assert result.record.eligible_at == NOW + 4.5 * DAY_S
     assert result.note == (
         "DOGE/USDT: NEW -> BLOCKED_HISTORY (9.5 days of history < 14 minimum; "
-        "eligible 2026-11-30 12:00 UTC). Will NOT trigger retraining."
-    )
+        "eligible 2026-11-30 12:00 UTC)"
+    )  # never trained: there is no retraining to speak of
 
 
 def test_blocked_symbol_trains_once_history_is_enough() -> None:
@@ -99,6 +99,25 @@ def test_stale_model_retrains_in_the_background_and_keeps_trading() -> None:
     assert result.record.state is SymbolState.ACTIVE and result.start_training
     running = step(record, Evaluate(facts(900, trainer=True)), POLICY)
     assert not running.start_training
+
+
+def test_a_symbol_that_was_training_says_short_history_will_not_trigger_retraining() -> None:
+    training = SymbolRecord(symbol="X", state=SymbolState.TRAINING, since=NOW - 60)
+    result = step(training, Evaluate(facts(None)), POLICY)  # history unknown: exchange down
+    assert result.record.state is SymbolState.BLOCKED_HISTORY
+    assert result.note == (
+        "X: TRAINING -> BLOCKED_HISTORY (no history yet < 14 days minimum). "
+        "Will NOT trigger retraining."
+    )
+
+
+def test_an_active_symbol_names_the_model_it_trades_on_after_a_retrain() -> None:
+    first = step(SymbolRecord(symbol="X"), ModelCovered(NOW, "v000001", NOW), POLICY).record
+    assert (first.state, first.reason) == (SymbolState.ACTIVE, "model v000001 published")
+    later = step(first, ModelCovered(NOW + DAY_S, "v000007", NOW + DAY_S), POLICY)
+    assert later.record.reason == "model v000007 published"
+    assert later.record.model_version == "v000007" and later.record.since == first.since
+    assert later.note == "X: ACTIVE, now trading on model v000007"
 
 
 def test_admin_block_unblock_and_retrain() -> None:

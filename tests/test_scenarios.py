@@ -133,7 +133,7 @@ def test_young_symbol_waits_for_history_then_trains_once(
     assert states(bot) == {"PEPE/USDT": SymbolState.BLOCKED_HISTORY}
     assert (
         "PEPE/USDT: NEW -> BLOCKED_HISTORY (12.5 days of history < 14 minimum; "
-        "eligible 2026-11-27 12:00 UTC). Will NOT trigger retraining." in caplog.text
+        "eligible 2026-11-27 12:00 UTC)\n" in caplog.text
     )
     bot.run(eligible_at - 60 - bot.clock.now(), step=3600)
     assert states(bot) == {"PEPE/USDT": SymbolState.BLOCKED_HISTORY}
@@ -164,10 +164,17 @@ def test_symbol_added_by_universe_refresh_is_trained_once(bots: list[Bot], tmp_p
 
 
 def test_failing_training_backs_off_exponentially_then_blocks(
-    bots: list[Bot], tmp_path: Path
+    bots: list[Bot], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO)
     bot = start(bots, tmp_path, ["USDC/USDT"])  # flat price: every training fails
     bot.run(4 * 3600, step=300)
+    # it can never train (one label class): one warning says so, not one per attempt
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1 and warnings[0].startswith("USDC/USDT: labels have a single class")
+    assert warnings[0].endswith(
+        "it is retried up to 3 times as new data comes in, without another warning"
+    )
     starts = [e.at - T0 for e in bot.events.of(TrainerStarted)]
     assert starts == [0, 600, 600 + 1200, 600 + 1200 + 2400]  # 10, 20, 40 min apart
     assert states(bot) == {"USDC/USDT": SymbolState.BLOCKED_FAILED}

@@ -16,6 +16,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+from core.version import VERSION
 from storage.db.database import Database
 from storage.db.file import StorageError, check_header, check_integrity, connect, write_backup
 
@@ -69,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m storage.db", description="check or back up the bot's database"
     )
+    parser.add_argument("--version", action="version", version=f"tradeactors {VERSION}")
     sub = parser.add_subparsers(dest="command", required=True)
     check = sub.add_parser("check", help="integrity check and a summary (safe while running)")
     check.add_argument("database", type=Path)
