@@ -6,7 +6,7 @@ r"""The symbol lifecycle as one pure transition function.
     BLOCKED_HISTORY --evaluate, history now enough--> TRAINING
     TRAINING --model published (passed the promotion gate)--> ACTIVE
     TRAINING --model rejected by the gate--> NO_EDGE (reasons, retry time)
-    NO_EDGE --retry_after of new candles since the rejected model's window, or admin retrain--> TRAINING
+    NO_EDGE --retry_after of candles newer than the rejected model, or admin retrain--> TRAINING
     TRAINING --training failed--> RETRY_WAIT (backoff) --> TRAINING ... --> BLOCKED_FAILED
     ACTIVE --model older than max age--> ACTIVE + background retrain
     ACTIVE --retrain rejected, old model older than max age--> NO_EDGE

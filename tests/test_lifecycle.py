@@ -241,7 +241,7 @@ def test_a_no_edge_symbol_back_in_the_universe_still_waits() -> None:
 
 
 def test_retry_after_must_be_positive() -> None:
-    with pytest.raises(ValueError, match="promotion.retry_after_days must be > 0, got 0"):
+    with pytest.raises(ValueError, match=r"promotion\.retry_after_days must be > 0, got 0"):
         msgspec.structs.replace(POLICY, retry_after_s=0.0)
 
 
