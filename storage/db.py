@@ -18,6 +18,7 @@ Each owner gets its own repository over the shared database:
   the trader's values; implements `storage.ledger.Ledger`.
 - `SymbolStore` (coverage): symbol states and training attempts.
 - `ModelVersions` (model store): the model versions it promoted.
+- `RejectedModels` (model store): the models the promotion gate rejected, and why.
 
 Operations from the command line (safe while the bot runs):
 
@@ -149,6 +150,42 @@ MIGRATIONS: tuple[Migration, ...] = (
                 metrics TEXT NOT NULL,
                 sha256 TEXT NOT NULL
             )""",
+        ),
+    ),
+    Migration(
+        2,
+        "promotion gate: symbols' verdicts, rejected training attempts, rejected models",
+        (
+            "ALTER TABLE symbols ADD COLUMN gate_reasons TEXT NOT NULL DEFAULT '[]'",
+            "ALTER TABLE symbols ADD COLUMN rejected_at REAL",
+            "ALTER TABLE symbols ADD COLUMN retry_at REAL",
+            # SQLite cannot alter a CHECK constraint: the table is rebuilt with 'rejected'.
+            """CREATE TABLE training_attempts_2 (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                symbol TEXT NOT NULL,
+                started_at REAL NOT NULL,
+                finished_at REAL,
+                outcome TEXT CHECK (outcome IN ('succeeded', 'failed', 'abandoned', 'rejected')),
+                version TEXT,
+                error TEXT,
+                fit_seconds REAL
+            )""",
+            "INSERT INTO training_attempts_2 SELECT id, symbol, started_at, finished_at, outcome, "
+            "version, error, fit_seconds FROM training_attempts",
+            "DROP TABLE training_attempts",
+            "ALTER TABLE training_attempts_2 RENAME TO training_attempts",
+            "CREATE INDEX training_attempts_by_symbol ON training_attempts (symbol, id)",
+            """CREATE TABLE rejected_models (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                symbol TEXT NOT NULL,
+                trained_at_ms INTEGER NOT NULL,
+                window_end_ms INTEGER NOT NULL,
+                recorded_at REAL NOT NULL,
+                reasons TEXT NOT NULL,
+                metrics TEXT NOT NULL,
+                path TEXT
+            )""",
+            "CREATE INDEX rejected_models_by_symbol ON rejected_models (symbol, id)",
         ),
     ),
 )
@@ -545,6 +582,9 @@ class SymbolRow(msgspec.Struct, frozen=True, kw_only=True):
     model_version: str | None = None
     model_trained_at: float | None = None
     last_error: str | None = None
+    gate_reasons: list[str] = []  # stored as a JSON list
+    rejected_at: float | None = None
+    retry_at: float | None = None
 
 
 class TrainingAttempt(msgspec.Struct, frozen=True, kw_only=True):
@@ -552,7 +592,7 @@ class TrainingAttempt(msgspec.Struct, frozen=True, kw_only=True):
     symbol: str
     started_at: float
     finished_at: float | None = None
-    outcome: str | None = None  # None while running; succeeded | failed | abandoned
+    outcome: str | None = None  # None while running; succeeded | failed | abandoned | rejected
     version: str | None = None
     error: str | None = None
     fit_seconds: float | None = None
@@ -564,14 +604,15 @@ class SymbolStore:
 
     def load(self) -> list[SymbolRow]:
         rows = self.db.query(f"SELECT {_columns(SymbolRow)} FROM symbols ORDER BY symbol")
-        return [_from_row(SymbolRow, r) for r in rows]
+        return [_from_row(SymbolRow, _decode_reasons(r)) for r in rows]
 
     def save(self, row: SymbolRow) -> None:
+        values = _values(msgspec.structs.replace(row, gate_reasons=[]))
         with self.db.transaction() as conn:
             conn.execute(
                 f"INSERT OR REPLACE INTO symbols ({_columns(SymbolRow)}) "
                 f"VALUES ({_placeholders(SymbolRow)})",
-                _values(row),
+                _encode_reasons(values, row.gate_reasons),
             )
 
     def attempt_started(self, symbol: str, at: float) -> int:
@@ -589,9 +630,13 @@ class SymbolStore:
         version: str | None = None,
         error: str | None = None,
         fit_seconds: float | None = None,
+        rejected: bool = False,
     ) -> None:
-        """Close the symbol's running attempt (or record one, if none is open)."""
-        outcome = "succeeded" if ok else "failed"
+        """Close the symbol's running attempt (or record one, if none is open).
+
+        `rejected`: the fit succeeded but the promotion gate refused the model.
+        """
+        outcome = "rejected" if rejected else "succeeded" if ok else "failed"
         with self.db.transaction() as conn:
             open_ids = conn.execute(
                 "SELECT id FROM training_attempts WHERE symbol = ? AND finished_at IS NULL "
@@ -677,6 +722,65 @@ class ModelVersions:
             fields["symbols"] = json.loads(fields["symbols"])
             fields["metrics"] = json.loads(fields["metrics"])
             out.append(msgspec.convert(fields, ModelVersionRow))
+        return out
+
+
+_REASONS_AT = SymbolRow.__struct_fields__.index("gate_reasons")
+
+
+def _encode_reasons(values: tuple[Any, ...], reasons: Sequence[str]) -> tuple[Any, ...]:
+    return (*values[:_REASONS_AT], json.dumps(list(reasons)), *values[_REASONS_AT + 1 :])
+
+
+def _decode_reasons(row: Sequence[Any]) -> tuple[Any, ...]:
+    return (*row[:_REASONS_AT], json.loads(row[_REASONS_AT]), *row[_REASONS_AT + 1 :])
+
+
+# --- the model store's rejected models ---------------------------------------------------
+
+
+class RejectedModelRow(msgspec.Struct, frozen=True, kw_only=True):
+    symbol: str
+    trained_at_ms: int
+    window_end_ms: int
+    recorded_at: float
+    reasons: list[str]  # why the promotion gate refused it
+    metrics: dict[str, float]
+    path: str | None  # where its artifact is kept; None if it could not be kept
+
+
+class RejectedModels:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def record(self, row: RejectedModelRow) -> None:
+        with self.db.transaction() as conn:
+            conn.execute(
+                f"INSERT INTO rejected_models ({_columns(RejectedModelRow)}) "
+                f"VALUES ({_placeholders(RejectedModelRow)})",
+                (
+                    row.symbol,
+                    row.trained_at_ms,
+                    row.window_end_ms,
+                    row.recorded_at,
+                    json.dumps(row.reasons),
+                    json.dumps(row.metrics, sort_keys=True),
+                    row.path,
+                ),
+            )
+
+    def rejected(self, symbol: str | None = None) -> list[RejectedModelRow]:
+        """Oldest first."""
+        sql = f"SELECT {_columns(RejectedModelRow)} FROM rejected_models"
+        params: tuple[str, ...] = ()
+        if symbol is not None:
+            sql, params = sql + " WHERE symbol = ?", (symbol,)
+        out = []
+        for r in self.db.query(sql + " ORDER BY id", params):
+            fields = dict(zip(RejectedModelRow.__struct_fields__, r, strict=True))
+            fields["reasons"] = json.loads(fields["reasons"])
+            fields["metrics"] = json.loads(fields["metrics"])
+            out.append(msgspec.convert(fields, RejectedModelRow))
         return out
 
 

@@ -1,0 +1,163 @@
+"""A model the promotion gate rejects, through the whole actor system on virtual time.
+
+The gate itself (walk-forward trading, thresholds) is models.training's; here a
+training pool stands for it: it trains for real and then says "no edge", as the
+gate does for a symbol without one. What is tested is what the bot does with
+that verdict: the symbol goes NO_EDGE, the store keeps the model as rejected and
+never loads it, and the seed's loop does not come back (a NO_EDGE symbol is
+retrained only after new data or an admin retrain, never because a tick ran).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent.futures import Future
+from itertools import pairwise
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from actors.messages import (
+    GateDecided,
+    GetModels,
+    GetSymbols,
+    ModelsReloaded,
+    ModelsUpdated,
+    OrderPlaced,
+    RetrainSymbol,
+    SignalProduced,
+    SymbolStates,
+    SymbolTransition,
+    TrainerStarted,
+)
+from models import rejected
+from models.pool import TrainingPool
+from models.training import TrainJob, TrainResult
+from policy.lifecycle import DAY_S, SymbolRecord, SymbolState
+from storage.db import RejectedModels, SymbolStore
+from tests.harness import T0, Bot, settle
+
+REASONS = ("net return -0.35 % <= 0 % in 3 of 3 folds", "AUC 0.497 < 0.5")
+
+
+class NoEdgePool(TrainingPool):
+    """Trains for real, then the gate's verdict is "no edge" for the symbols in `reject`."""
+
+    def __init__(self, reject: set[str]) -> None:
+        super().__init__(workers=1, kind="thread")
+        self.reject = reject
+
+    def submit(self, job: TrainJob) -> Future[TrainResult]:
+        inner = super().submit(job)
+        if job.symbol not in self.reject:
+            return inner
+        outer: Future[TrainResult] = Future()
+
+        def relay(done: Future[TrainResult]) -> None:
+            error = done.exception()
+            if error is not None:
+                outer.set_exception(error)
+            else:
+                verdict = {"promoted": False, "gate_reasons": REASONS}
+                outer.set_result(msgspec.structs.replace(done.result(), **verdict))
+
+        inner.add_done_callback(relay)
+        return outer
+
+
+@pytest.fixture
+def bots() -> Iterator[list[Bot]]:
+    made: list[Bot] = []
+    yield made
+    for bot in made:
+        bot.stop()
+
+
+def no_edge_bot(
+    bots: list[Bot], tmp_path: Path, symbols: list[str], reject: set[str], **sections: object
+) -> Bot:
+    bot = Bot(tmp_path, symbols, pool=NoEdgePool(reject), **sections)
+    bots.append(bot)
+    return bot
+
+
+def record_of(bot: Bot, symbol: str) -> SymbolRecord:
+    reply: SymbolStates = bot.ask("coverage", GetSymbols())
+    return next(r for r in reply.records if r.symbol == symbol)
+
+
+def run_until(bot: Bot, end: float) -> None:
+    """Deliver every timer due before `end`, settling after each (as the simulator does)."""
+    while (due := bot.clock.next_due()) is not None and due < end:
+        bot.clock.advance_to(due)
+        settle()
+
+
+def test_a_rejected_model_is_kept_aside_and_its_symbol_waits_in_no_edge(
+    bots: list[Bot], tmp_path: Path
+) -> None:
+    bot = no_edge_bot(bots, tmp_path, ["BTC/USDT", "ETH/USDT"], reject={"BTC/USDT"}).start()
+    btc = record_of(bot, "BTC/USDT")
+    assert btc.state is SymbolState.NO_EDGE and btc.gate_reasons == REASONS
+    assert btc.retry_at is not None and T0 + DAY_S - 60 <= btc.retry_at <= T0 + DAY_S
+    assert btc.reason.startswith("no edge: net return -0.35 % <= 0 % in 3 of 3 folds; AUC 0.497")
+    assert "(1 day of new candles) or on admin 'retrain'" in btc.reason
+    assert record_of(bot, "ETH/USDT").state is SymbolState.ACTIVE
+    # the store never loaded it, and it is no version: only ETH's model was published
+    models: ModelsUpdated = bot.ask("model_store", GetModels())
+    assert set(models.models) == {"ETH/USDT"}
+    assert [r.symbols for r in bot.events.of(ModelsReloaded)] == [(), ("ETH/USDT",)]
+    models_dir = Path(bot.settings.data_dir) / "models"
+    kept = rejected.kept(models_dir, "BTC/USDT")
+    assert len(kept) == 1 and (kept[0] / "manifest.json").exists()
+    assert not list((models_dir / ".staging").iterdir())
+    # the database: the attempt and the model, with the reasons
+    db = bot.system.db
+    assert [a.outcome for a in SymbolStore(db).attempts("BTC/USDT")] == ["rejected"]
+    (row,) = RejectedModels(db).rejected("BTC/USDT")
+    assert row.reasons == list(REASONS) and row.path == str(kept[0])
+    verdicts = {(g.symbol, g.promoted, g.reasons) for g in bot.events.of(GateDecided)}
+    assert verdicts == {("BTC/USDT", False, REASONS), ("ETH/USDT", True, ())}
+    # an hour of candles: BTC never signals, never trades
+    bot.run(3600, step=300)
+    assert {s.symbol for s in bot.events.of(SignalProduced)} == {"ETH/USDT"}
+    assert "BTC/USDT" not in {o.symbol for o in bot.events.of(OrderPlaced)}
+
+
+def test_no_edge_survives_a_restart(bots: list[Bot], tmp_path: Path) -> None:
+    first = no_edge_bot(bots, tmp_path, ["BTC/USDT"], reject={"BTC/USDT"}).start()
+    before = record_of(first, "BTC/USDT")
+    first.stop()
+    bots.remove(first)
+    again = no_edge_bot(bots, tmp_path, ["BTC/USDT"], reject=set(), at=T0 + 3600).start()
+    assert record_of(again, "BTC/USDT") == before
+    assert again.events.of(TrainerStarted) == []  # the restart is no new data
+
+
+def test_seven_days_without_an_edge_train_once_a_day_not_once_a_tick(
+    bots: list[Bot], tmp_path: Path
+) -> None:
+    # The seed's loop, had it come back: a training on every 300 s coverage tick, 2,016 a week.
+    bot = no_edge_bot(
+        bots,
+        tmp_path,
+        ["BTC/USDT"],
+        reject={"BTC/USDT"},
+        promotion={"retry_after_days": 1.0},
+        heartbeat_s=86_400,
+        health_s=86_400,
+        timeframe="15m",
+        training={"window_days": 25},  # 2,400 candles of 15 minutes
+    ).start()
+    run_until(bot, T0 + 7 * DAY_S)
+    starts = [e.at for e in bot.events.of(TrainerStarted)]
+    assert 1 < len(starts) <= 1 + 7 / 1.0
+    assert all(b - a >= DAY_S - 15 * 60 for a, b in pairwise(starts))
+    entered = [e.new for e in bot.events.of(SymbolTransition) if e.symbol == "BTC/USDT"]
+    assert entered == ["TRAINING", "NO_EDGE"] * len(starts)
+    # an admin asks: it trains at once, whatever the retry time
+    assert bot.ask("coverage", RetrainSymbol(symbol="BTC/USDT")).ok
+    settle()
+    assert len(bot.events.of(TrainerStarted)) == len(starts) + 1
+    assert record_of(bot, "BTC/USDT").state is SymbolState.NO_EDGE
