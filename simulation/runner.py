@@ -50,6 +50,7 @@ from actors.messages import (
     ActorRestarted,
     CoverageChecked,
     Event,
+    GateDecided,
     GetTraderStatus,
     Heartbeat,
     ModelsReloaded,
@@ -62,7 +63,7 @@ from actors.messages import (
     TrainerStarted,
     UniverseRefreshed,
 )
-from config.settings import Settings, SettingsError, load_settings
+from config.settings import Settings, SettingsError, load_settings, timeframe_s
 from exchange.port import ExchangePort
 from exchange.types import ExchangeError
 from models.pool import TrainingPool
@@ -70,8 +71,9 @@ from models.training import TrainJob, TrainResult
 from policy.lifecycle import DAY_S, SymbolState
 from policy.risk import Intent
 from simulation import report as sim_report
-from simulation.report import Summary, SymbolSummary, TrainingSummary
-from storage.ledger import Ledger, OrderRow
+from simulation import trades
+from simulation.report import GateSummary, Summary, SymbolSummary, TrainingSummary
+from storage.ledger import FillRow, Ledger, OrderRow
 
 # 2026-11-26 00:00 UTC: a fixed start, so the synthetic market is the same on every run.
 SIM_START = 1_795_651_200.0
@@ -330,6 +332,7 @@ class SymbolTally:
     trainings: list[Training] = field(default_factory=list)
     orders: int = 0
     signals: int = 0
+    gates: list[GateDecided] = field(default_factory=list)  # the promotion gate's verdicts
 
 
 class EventTally:
@@ -382,6 +385,8 @@ class EventTally:
                 self.symbol(symbol).orders += 1
             case ActorRestarted():
                 self._bump("actor_restarts")
+            case GateDecided(symbol=symbol):
+                self.symbol(symbol).gates.append(event)
 
     def count(self, key: str) -> int:
         return self.counts.get(key, 0)
@@ -505,6 +510,8 @@ class SimRun:
     orders: list[OrderRow]
     last_prices: dict[str, float]
     final_states: dict[str, str]
+    fills: list[FillRow] = field(default_factory=list)
+    prices: dict[str, list[trades.Candle]] = field(default_factory=dict)  # the run's candles
 
 
 def run(
@@ -580,6 +587,7 @@ def run(
         if on_step is not None:
             on_step(end - start, wall)
         orders = system.ledger.orders()  # before stop(): the database closes with the system
+        fills = system.ledger.fills()
     finally:
         system.stop()
         system.events.unsubscribe("simulation")
@@ -599,6 +607,10 @@ def run(
         final_states={
             s: t.timeline[-1][1] for s, t in observer.tally.symbols.items() if t.timeline
         },
+        fills=fills,
+        prices=trades.fetch_prices(
+            system.exchange, system.settings.timeframe, sorted(observer.tally.symbols), start, end
+        ),
     )
 
 
@@ -664,6 +676,7 @@ def summarize(
     tally, monitor = sim.tally, sim.monitor
     hours = lambda t: round((t - sim.start) / HOUR_S, 4)  # noqa: E731
     pnl = symbol_pnl(sim.orders, sim.last_prices)
+    figures = trade_figures(sim, settings)
     symbols: dict[str, SymbolSummary] = {}
     for name in sorted(tally.symbols):
         t = tally.symbols[name]
@@ -681,6 +694,9 @@ def summarize(
                 (hours(r.started_at), None if r.finished_at is None else hours(r.finished_at), r.ok)
                 for r in t.trainings
             ],
+            **_trade_fields(figures.symbols.get(name)),
+            gate=_gate(t.gates),
+            rejections=[hours(g.at) for g in t.gates if not g.promoted],
         )
     sim_seconds = sim.end - sim.start
     drawdown, drawdown_abs = max_drawdown(e for _, e in sim.equity)
@@ -722,6 +738,53 @@ def summarize(
         ),
         symbols=symbols,
         equity_curve=[(hours(t), round(e, 6)) for t, e in sim.equity],
+        return_pct=round(100 * (sim.final_equity / settings.exchange.starting_balance - 1), 6),
+        net_pnl=figures.net_pnl,
+        fees_quote=figures.fees_quote,
+        round_trips=figures.round_trips,
+        win_rate=None if figures.win_rate is None else round(figures.win_rate, 6),
+        buy_hold_return_pct=figures.buy_hold_return_pct,
+        trades_per_day=figures.trades_per_day,
+        buy_hold_curve=figures.buy_hold_curve,
+    )
+
+
+def trade_figures(sim: SimRun, settings: Settings) -> trades.TradeFigures:
+    """Round trips, fees and buy-and-hold of a run (`simulation.trades`)."""
+    return trades.figures(
+        sim.fills,
+        sim.prices,
+        start=sim.start,
+        end=sim.end,
+        times=[t for t, _ in sim.equity],
+        tf_s=timeframe_s(settings.timeframe),
+        fee_rate=settings.exchange.fee_rate,
+        slippage_bps=settings.exchange.slippage_bps,
+        balance=settings.exchange.starting_balance,
+    )
+
+
+def _trade_fields(figures: trades.SymbolTrades | None) -> dict[str, Any]:
+    if figures is None:
+        return {}
+    return {
+        name: getattr(figures, name)
+        for name in figures.__struct_fields__
+        if name in SymbolSummary.__struct_fields__
+    }
+
+
+def _gate(verdicts: list[GateDecided]) -> GateSummary | None:
+    """The newest verdict of the promotion gate on the symbol's models in the run."""
+    if not verdicts:
+        return None
+    last = verdicts[-1]
+    return GateSummary(
+        promoted=last.promoted,
+        reasons=list(last.reasons),
+        version=last.version,
+        models_promoted=sum(v.promoted for v in verdicts),
+        models_rejected=sum(not v.promoted for v in verdicts),
     )
 
 
