@@ -31,11 +31,14 @@ from actors.messages import (
     SymbolTransition,
     TrainerStarted,
 )
+from admin.server import TOKEN_ENV
 from models import rejected
 from models.pool import TrainingPool
 from models.training import TrainJob, TrainResult
 from policy.lifecycle import DAY_S, SymbolRecord, SymbolState
 from storage.db import RejectedModels, SymbolStore
+from supervisor import main
+from tests.admin_client import TOKEN, AdminBot
 from tests.harness import T0, Bot, settle
 
 REASONS = ("net return -0.35 % <= 0 % in 3 of 3 folds", "AUC 0.497 < 0.5")
@@ -161,3 +164,25 @@ def test_seven_days_without_an_edge_train_once_a_day_not_once_a_tick(
     settle()
     assert len(bot.events.of(TrainerStarted)) == len(starts) + 1
     assert record_of(bot, "BTC/USDT").state is SymbolState.NO_EDGE
+
+
+def test_the_shell_says_why_a_symbol_is_not_traded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv(TOKEN_ENV, TOKEN)
+    running = AdminBot(tmp_path, ["BTC/USDT", "ETH/USDT"], pool=NoEdgePool({"BTC/USDT"}))
+    try:
+        settings = tmp_path / "settings.yaml"
+        settings.write_text(f"admin: {{port: {running.server.port}}}\n")
+        assert main(["shell", "--settings", str(settings), "-c", "symbols"]) == 0
+        out = capsys.readouterr().out
+        btc = next(line for line in out.splitlines() if line.startswith("BTC/USDT"))
+        assert btc.split()[:2] == ["BTC/USDT", "NO_EDGE"]
+        assert "2026-11-26 23:59  -        no edge: net return -0.35 % <= 0 % in 3 of 3" in btc
+        assert btc.endswith("2026-11-26 23:59 UTC (1 day of new candles) or on admin 'retrain'")
+        assert main(["shell", "--settings", str(settings), "-c", "status"]) == 0
+        status = capsys.readouterr().out
+        assert "Trades: 0 round trips, win rate -, fees paid 0.00 USDT" in status
+        assert "BTC/USDT  NO_EDGE" in status
+    finally:
+        running.stop()
