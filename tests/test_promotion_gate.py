@@ -10,7 +10,6 @@ retrained only after new data or an admin retrain, never because a tick ran).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from concurrent.futures import Future
 from itertools import pairwise
 from pathlib import Path
@@ -67,14 +66,6 @@ class NoEdgePool(TrainingPool):
 
         inner.add_done_callback(relay)
         return outer
-
-
-@pytest.fixture
-def bots() -> Iterator[list[Bot]]:
-    made: list[Bot] = []
-    yield made
-    for bot in made:
-        bot.stop()
 
 
 def no_edge_bot(

@@ -13,22 +13,15 @@ from simulation.report import format_summary, render_html, write
 from simulation.runner import EventTally, InvariantMonitor, SimRun, summarize
 from simulation.trades import Marker, hold_factor
 from storage.ledger import FillRow
+from tests.test_trade_results import fill
 
 H = 3600.0
 T = 1_795_651_200.0
 FACTOR = 0.999**2  # fee 0.1 % on the buy and on the sale, no slippage
 
 
-def fill(symbol: str, side: str, amount: float, price: float, fee: float, hour: float) -> FillRow:
-    return FillRow(
-        client_order_id=f"{symbol}{side}{hour}",
-        symbol=symbol,
-        side=side,
-        amount=amount,
-        price=price,
-        fee_quote=fee,
-        at=T + hour * H,
-    )
+def at(symbol: str, side: str, amount: float, price: float, fee: float, hour: float) -> FillRow:
+    return fill(side, amount, price, fee, T + hour * H, symbol=symbol)
 
 
 def hand_made_run() -> tuple[SimRun, Settings]:
@@ -37,11 +30,11 @@ def hand_made_run() -> tuple[SimRun, Settings]:
     y = [(T + h * H, 10.0 if h == 12 else 9.5, 9.5) for h in range(12, 24)]
     y[-1] = (y[-1][0], 9.5, 9.0)
     fills = [
-        fill("X/USDT", "buy", 1.0, 100.0, 0.10, 1),
-        fill("X/USDT", "sell", 1.0, 110.0, 0.11, 3),  # 110 - 0.11 - 100.10 = +9.79
-        fill("X/USDT", "buy", 2.0, 105.0, 0.21, 5),
-        fill("X/USDT", "sell", 2.0, 104.0, 0.208, 6),  # 208 - 0.208 - 210.21 = -2.418
-        fill("Y/USDT", "buy", 1.0, 10.0, 0.01, 13),  # still held at the end
+        at("X/USDT", "buy", 1.0, 100.0, 0.10, 1),
+        at("X/USDT", "sell", 1.0, 110.0, 0.11, 3),  # 110 - 0.11 - 100.10 = +9.79
+        at("X/USDT", "buy", 2.0, 105.0, 0.21, 5),
+        at("X/USDT", "sell", 2.0, 104.0, 0.208, 6),  # 208 - 0.208 - 210.21 = -2.418
+        at("Y/USDT", "buy", 1.0, 10.0, 0.01, 13),  # still held at the end
     ]
     tally = EventTally()
     for event in (

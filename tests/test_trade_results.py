@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 
-from actors.base import Topic
 from actors.messages import (
     GetTraderStatus,
     ModelsUpdated,
@@ -17,15 +16,14 @@ from actors.messages import (
     SymbolStates,
     TraderStatus,
 )
-from actors.trader import TraderActor
-from config.settings import TradingSettings
 from exchange.paper import PaperExchange
 from exchange.synthetic import SyntheticMarket
 from policy.lifecycle import SymbolRecord, SymbolState
 from policy.results import TradeBook, format_round_trip
 from policy.risk import Intent
 from storage.ledger import FillRow, MemoryLedger
-from tests.harness import T0, Recorder, new_clock, published_model, settle
+from tests.harness import T0, new_clock, published_model, settle
+from tests.test_actors_isolated import TraderRig
 
 
 def fill(
@@ -97,23 +95,11 @@ def test_a_sale_without_a_recorded_buy_is_no_round_trip() -> None:
 # --- in the trader -----------------------------------------------------------------------
 
 
-def start_trader(clock: Any, ledger: MemoryLedger, events: Recorder, **trading: Any) -> Any:
+def start_trader(clock: Any, ledger: MemoryLedger, **trading: Any) -> TraderRig:
     exchange = PaperExchange(
         SyntheticMarket(anchor_ms=int(T0 * 1000)), now_ms=lambda: int(clock.now() * 1000)
     )
-    return TraderActor.start(
-        clock=clock,
-        exchange=exchange,
-        ledger=ledger,
-        trading=TradingSettings(**trading),
-        timeframe="1m",
-        heartbeat_s=600,
-        health_s=300,
-        quote="USDT",
-        store=Recorder(),
-        coverage=Recorder(),
-        events=Topic({"probe": events}),
-    )
+    return TraderRig(exchange, clock, ledger, **trading)
 
 
 def states(state: SymbolState) -> SymbolStates:
@@ -124,10 +110,11 @@ def test_sell_lines_and_status_carry_the_round_trips(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO)
-    clock, ledger, events = new_clock(), MemoryLedger(), Recorder()
+    clock, ledger = new_clock(), MemoryLedger()
     model = published_model(tmp_path, "BTC/USDT")
     # every signal enters when flat and exits when held: a round trip every two candles
-    trader = start_trader(clock, ledger, events, entry_threshold=0.0, exit_threshold=1.0)
+    rig = start_trader(clock, ledger, entry_threshold=0.0, exit_threshold=1.0)
+    trader, events = rig.ref, rig.events
     trader.tell(ModelsUpdated(version=model.version, symbols=(), models={"BTC/USDT": model}))
     trader.tell(states(SymbolState.ACTIVE))
     for _ in range(7):
@@ -159,17 +146,16 @@ def test_sell_lines_and_status_carry_the_round_trips(
     assert status.fees_quote == pytest.approx(sum(f.fee_quote for f in fills))
     # a restarted trader finds the same results in the ledger
     trader.stop()
-    again = start_trader(clock, ledger, Recorder())
+    again = start_trader(clock, ledger).ref
     assert again.ask(GetTraderStatus()).realized_pnl == pytest.approx(status.realized_pnl)
 
 
 def test_a_position_whose_symbol_lost_its_edge_still_has_its_stop_loss(tmp_path: Path) -> None:
-    clock, ledger, events = new_clock(), MemoryLedger(), Recorder()
+    clock, ledger = new_clock(), MemoryLedger()
     model = published_model(tmp_path, "BTC/USDT")
     # a stop 0.001 % below the entry: the first candle that closes below it sells
-    trader = start_trader(
-        clock, ledger, events, entry_threshold=0.0, exit_threshold=0.0, stop_loss_pct=0.001
-    )
+    rig = start_trader(clock, ledger, entry_threshold=0.0, exit_threshold=0.0, stop_loss_pct=0.001)
+    trader, events = rig.ref, rig.events
     trader.tell(ModelsUpdated(version=model.version, symbols=(), models={"BTC/USDT": model}))
     trader.tell(states(SymbolState.ACTIVE))
     settle()
