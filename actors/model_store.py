@@ -129,6 +129,12 @@ class ModelStoreActor(BaseActor):
 
     def _publish(self, message: PublishModel) -> None:
         symbol = message.symbol
+        refusal = rejected.gate_refusal(message.staging_dir)
+        if refusal is not None:  # only a model that passed the gate is ever a version
+            error = f"its manifest says the promotion gate rejected it ({refusal})"
+            self.log.error("%s: not published: %s; models in use are unchanged", symbol, error)
+            message.reply_to.tell(PublishFailed(symbol=symbol, error=error))
+            return
         try:
             manifest = artifacts.publish(self.models_dir, message.staging_dir)
             model = artifacts.load_version(self.models_dir / manifest.version)

@@ -10,6 +10,7 @@ rejections would otherwise pile up.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -56,6 +57,23 @@ def kept(models_dir: str | Path, symbol: str) -> list[Path]:
         if stamp.isdigit() and (not copy or copy.isdigit()):
             found.append(((int(stamp), int(copy or 1)), root / name))
     return [path for _, path in sorted(found)]
+
+
+def gate_refusal(folder: str | Path) -> str | None:
+    """Why the manifest in `folder` says the promotion gate rejected its model; None if it
+    does not say so (no `gate` object, as before the gate existed, means promoted).
+
+    Read as plain JSON so that it works whatever else the manifest format holds.
+    """
+    try:
+        manifest = json.loads((Path(folder) / "manifest.json").read_bytes())
+    except (OSError, ValueError):
+        return None  # publishing reads the manifest properly and names that problem
+    gate = manifest.get("gate") if isinstance(manifest, dict) else None
+    if not isinstance(gate, dict) or gate.get("promoted", True) is not False:
+        return None
+    reasons = gate.get("reasons") or []
+    return "; ".join(str(r) for r in reasons) or "no reason given"
 
 
 def prune(root: Path, symbol: str) -> None:

@@ -10,6 +10,7 @@ retrained only after new data or an admin retrain, never because a tick ran).
 
 from __future__ import annotations
 
+import json
 from concurrent.futures import Future
 from itertools import pairwise
 from pathlib import Path
@@ -24,21 +25,25 @@ from actors.messages import (
     ModelsReloaded,
     ModelsUpdated,
     OrderPlaced,
+    PublishFailed,
+    PublishModel,
     RetrainSymbol,
     SignalProduced,
     SymbolStates,
     SymbolTransition,
     TrainerStarted,
 )
+from actors.model_store import ModelStoreActor
 from admin.server import TOKEN_ENV
 from models import rejected
+from models.artifacts import new_staging_dir
 from models.pool import TrainingPool
 from models.training import TrainJob, TrainResult
 from policy.lifecycle import DAY_S, SymbolRecord, SymbolState
 from storage.db import RejectedModels, SymbolStore
 from supervisor import main
 from tests.admin_client import TOKEN, AdminBot
-from tests.harness import T0, Bot, settle
+from tests.harness import T0, Bot, Recorder, new_clock, settle, stage_model
 
 REASONS = ("net return -0.35 % <= 0 % in 3 of 3 folds", "AUC 0.497 < 0.5")
 
@@ -177,3 +182,42 @@ def test_the_shell_says_why_a_symbol_is_not_traded(
         assert "BTC/USDT  NO_EDGE" in status
     finally:
         running.stop()
+
+
+def test_rejected_folders_are_named_by_symbol_and_time_and_only_the_newest_kept(
+    tmp_path: Path,
+) -> None:
+    models_dir = tmp_path / "models"
+    for n in range(rejected.KEEP_PER_SYMBOL + 2):
+        rejected.keep(models_dir, new_staging_dir(models_dir), "BTC/USDT", 1000 + n)
+    rejected.keep(models_dir, new_staging_dir(models_dir), "BTC/USDT", 1006)  # same time
+    rejected.keep(models_dir, new_staging_dir(models_dir), "BTC/USDT:USDT", 5)
+    names = [p.name for p in rejected.kept(models_dir, "BTC/USDT")]
+    assert names == [
+        "BTC-USDT-1003",
+        "BTC-USDT-1004",
+        "BTC-USDT-1005",
+        "BTC-USDT-1006",
+        "BTC-USDT-1006.2",
+    ]
+    assert [p.name for p in rejected.kept(models_dir, "BTC/USDT:USDT")] == ["BTC-USDT-USDT-5"]
+    assert not list((models_dir / ".staging").iterdir())
+
+
+def test_the_store_never_publishes_a_model_its_manifest_calls_rejected(tmp_path: Path) -> None:
+    models_dir = tmp_path / "models"
+    staging = stage_model(models_dir, "ETH/USDT")
+    manifest = json.loads((staging / "manifest.json").read_text())
+    manifest["gate"] = {"promoted": False, "reasons": ["AUC 0.49 < 0.5"]}
+    (staging / "manifest.json").write_text(json.dumps(manifest))
+    store = ModelStoreActor.start(clock=new_clock(), models_dir=models_dir)
+    reply_to = Recorder()
+    store.tell(PublishModel(symbol="ETH/USDT", staging_dir=str(staging), reply_to=reply_to))
+    settle()
+    (failed,) = reply_to.of(PublishFailed)
+    assert failed.error == "its manifest says the promotion gate rejected it (AUC 0.49 < 0.5)"
+    assert store.ask(GetModels()).models == {} and not (models_dir / "v000001").exists()
+    # a gate that says promoted (or no gate at all, as before it existed) publishes
+    manifest["gate"] = {"promoted": True, "reasons": []}
+    (staging / "manifest.json").write_text(json.dumps(manifest))
+    assert rejected.gate_refusal(staging) is None
