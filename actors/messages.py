@@ -303,6 +303,7 @@ class GateDecided(Event, frozen=True):
     promoted: bool
     reasons: tuple[str, ...] = ()
     version: str | None = None
+    window_end: float | None = None  # rejected: the last candle it saw (retries count from it)
 
 
 class ModelsReloaded(Event, frozen=True):

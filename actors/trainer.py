@@ -235,14 +235,21 @@ class TrainerActor(BaseActor):
         if kept_at is not None:
             self.staging = None  # moved by the store
         reasons = fit.gate_reasons
+        window_end = (fit.window_end_ms or self.trained_at_ms) / 1000
         self.publish(
-            GateDecided(at=self.clock.now(), symbol=self.symbol, promoted=False, reasons=reasons)
+            GateDecided(
+                at=self.clock.now(),
+                symbol=self.symbol,
+                promoted=False,
+                reasons=reasons,
+                window_end=window_end,
+            )
         )
         outcome = TrainingRejected(
             symbol=self.symbol,
             reasons=reasons,
             trained_at=self.trained_at_ms / 1000,
-            window_end=(fit.window_end_ms or self.trained_at_ms) / 1000,
+            window_end=window_end,
             fit_seconds=fit.fit_seconds,
             metrics=fit.metrics,
             kept_at=kept_at,

@@ -19,6 +19,7 @@ import msgspec
 import pytest
 
 from actors.messages import (
+    Event,
     GateDecided,
     GetModels,
     GetSymbols,
@@ -31,6 +32,7 @@ from actors.messages import (
     SignalProduced,
     SymbolStates,
     SymbolTransition,
+    TrainerFinished,
     TrainerStarted,
 )
 from actors.model_store import ModelStoreActor
@@ -40,6 +42,7 @@ from models.artifacts import new_staging_dir
 from models.pool import TrainingPool
 from models.training import TrainJob, TrainResult
 from policy.lifecycle import DAY_S, SymbolRecord, SymbolState
+from simulation.runner import InvariantMonitor
 from storage.db import RejectedModels, SymbolStore
 from supervisor import main
 from tests.admin_client import TOKEN, AdminBot
@@ -221,3 +224,26 @@ def test_the_store_never_publishes_a_model_its_manifest_calls_rejected(tmp_path:
     manifest["gate"] = {"promoted": True, "reasons": []}
     (staging / "manifest.json").write_text(json.dumps(manifest))
     assert rejected.gate_refusal(staging) is None
+
+
+def test_the_simulation_monitor_catches_a_retrain_before_new_data() -> None:
+    def run(*events: Event) -> list[str]:
+        monitor = InvariantMonitor(coverage_interval_s=300, retry_after_s=DAY_S)
+        for event in events:
+            monitor.observe(event)
+        return monitor.violations
+
+    def trainer(at: float) -> TrainerStarted:
+        return TrainerStarted(at=at, symbol="X/USDT")
+
+    def training(at: float) -> SymbolTransition:
+        return SymbolTransition(at=at, symbol="X/USDT", old="NO_EDGE", new="TRAINING", reason="")
+
+    no_edge = GateDecided(at=T0 + 60, symbol="X/USDT", promoted=False, window_end=T0)
+    finished = TrainerFinished(at=T0 + 60, symbol="X/USDT", ok=True, detail="rejected")
+    first = (training(T0), trainer(T0), no_edge, finished)
+    assert run(*first, training(T0 + DAY_S), trainer(T0 + DAY_S)) == []
+    (early,) = run(*first, training(T0 + 360), trainer(T0 + 360))
+    assert "X/USDT: trained again 0.10 h of candles after its model was rejected < 24 h" in early
+    promoted = GateDecided(at=T0 + 400, symbol="X/USDT", promoted=True, version="v000001")
+    assert run(*first, promoted, training(T0 + 500), trainer(T0 + 500)) == []
