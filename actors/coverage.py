@@ -9,7 +9,10 @@ Accepts:
 - `ModelsUpdated` (model store): symbols a published model covers become ACTIVE.
   The first one after start (the reply to its `Subscribe`) triggers the startup
   refresh and evaluation, so nothing is trained that a model on disk covers.
-- `TrainingSucceeded`, `TrainingFailed` (trainers).
+- `TrainingSucceeded`, `TrainingFailed` (trainers); `TrainingRejected`: the
+  promotion gate refused the model, the symbol goes NO_EDGE (or stays ACTIVE on a
+  young model) and is retrained only after promotion.retry_after_days of new
+  candles or on an admin retrain.
 - `BlockSymbol`, `UnblockSymbol`, `RetrainSymbol` (admin): reply `CommandResult`.
 - `GetSymbols` (ask): reply `SymbolStates`.
 - `Subscribe`: the subscriber gets `SymbolStates` now and after every change.
@@ -48,12 +51,18 @@ from actors.messages import (
     SymbolStates,
     SymbolTransition,
     TrainingFailed,
+    TrainingRejected,
     TrainingSucceeded,
     UnblockSymbol,
     UniverseRefreshed,
     UniverseTick,
 )
-from config.settings import CoverageSettings, TrainingSettings, UniverseSettings
+from config.settings import (
+    CoverageSettings,
+    PromotionSettings,
+    TrainingSettings,
+    UniverseSettings,
+)
 from exchange.port import ExchangePort
 from exchange.types import ExchangeError
 from policy import cadence, lifecycle
@@ -86,6 +95,7 @@ class CoverageActor(BaseActor):
         runtime: Runtime | None = None,
         initial_records: Iterable[SymbolRecord] = (),
         symbol_store: SymbolStore | None = None,
+        promotion: PromotionSettings | None = None,
     ) -> None:
         super().__init__("coverage", clock, supervisor, events, runtime)
         self.exchange = exchange
@@ -101,6 +111,7 @@ class CoverageActor(BaseActor):
             retry_base_s=training.retry_base_s,
             retry_max_s=training.retry_max_s,
             max_model_age_s=coverage.max_model_age_s,
+            retry_after_s=(promotion or PromotionSettings()).retry_after_days * lifecycle.DAY_S,
         )
         self.records: dict[str, SymbolRecord] = {r.symbol: r for r in initial_records}
         self.store_db = symbol_store
@@ -143,6 +154,8 @@ class CoverageActor(BaseActor):
                     )
                 self._apply(symbol, lifecycle.TrainingOutcome(now=self.clock.now(), ok=True))
                 self._broadcast()
+            case TrainingRejected():
+                self._on_rejected(message)
             case TrainingFailed(symbol=symbol, error=error, untrainable=untrainable):
                 if self.store_db is not None:
                     self.store_db.attempt_finished(symbol, self.clock.now(), ok=False, error=error)
@@ -231,6 +244,26 @@ class CoverageActor(BaseActor):
         if self.universe_failed:  # e.g. the exchange was down at start: do not wait an hour
             self._refresh_universe()
         self._evaluate_all(CoverageTrigger.TICK)
+
+    def _on_rejected(self, message: TrainingRejected) -> None:
+        now = self.clock.now()
+        if self.store_db is not None:
+            self.store_db.attempt_finished(
+                message.symbol,
+                now,
+                ok=True,
+                rejected=True,
+                error="; ".join(message.reasons) or None,
+                fit_seconds=message.fit_seconds,
+            )
+        event = lifecycle.ModelRejected(
+            now=now,
+            trained_at=message.trained_at,
+            window_end=message.window_end,
+            reasons=message.reasons,
+        )
+        self._apply(message.symbol, event)
+        self._broadcast()
 
     def _on_models(self, message: ModelsUpdated) -> None:
         now = self.clock.now()

@@ -103,6 +103,18 @@ class TrainingFailed(Message, frozen=True):
     untrainable: bool = False  # the data cannot give a model (one label class)
 
 
+class TrainingRejected(Message, frozen=True):
+    """The fit worked, but the promotion gate refused the model: kept as rejected, not traded."""
+
+    symbol: str
+    reasons: tuple[str, ...]
+    trained_at: float  # the job's time (epoch seconds)
+    window_end: float  # time of the last candle it was trained on
+    fit_seconds: float
+    metrics: dict[str, float] = {}
+    kept_at: str | None = None  # where the store keeps the rejected artifact
+
+
 class BlockSymbol(Message, frozen=True):
     symbol: str
     reason: str = "no reason given"
@@ -140,6 +152,23 @@ class PublishModel(Message, frozen=True):
     symbol: str
     staging_dir: str
     reply_to: Any  # Address or ActorRef of the trainer
+
+
+class KeepRejected(Message, frozen=True):
+    """Trainer -> store: keep the staged model as rejected (never loaded); reply RejectedKept."""
+
+    symbol: str
+    staging_dir: str
+    reasons: tuple[str, ...]
+    metrics: dict[str, float]
+    trained_at_ms: int
+    window_end_ms: int
+    reply_to: Any
+
+
+class RejectedKept(Message, frozen=True):
+    symbol: str
+    path: str | None  # None: it could not be kept (the log says why); the verdict stands
 
 
 class ModelPublished(Message, frozen=True):
@@ -202,10 +231,14 @@ class GetTraderStatus(Message, frozen=True):
 class TraderStatus(Message, frozen=True):
     paused: bool
     positions: tuple[Position, ...]
-    realized_pnl: float
+    realized_pnl: float  # closed trades, net of the fees of both fills
     equity: float
     orders_placed: int
     last_tick_at: float | None
+    fees_quote: float = 0.0  # every fill's fee, open positions' entries included
+    round_trips: int = 0  # positions opened and closed again
+    wins: int = 0  # round trips with a net gain
+    win_rate: float | None = None  # wins / round_trips; None before the first
 
 
 # --- trainer (its own mailbox) ----------------------------------------------------
@@ -224,6 +257,9 @@ class FitFinished(Message, frozen=True):
     metrics: dict[str, float] = {}
     error: str | None = None
     untrainable: bool = False  # the data cannot give a model: retrying is pointless
+    promoted: bool = True  # the promotion gate's verdict (models.training.TrainResult)
+    gate_reasons: tuple[str, ...] = ()
+    window_end_ms: int = 0
 
 
 # --- events: published on the event topic for watchers, the monitor and tests ----
@@ -280,6 +316,16 @@ class TrainerFinished(Event, frozen=True):
     detail: str
 
 
+class GateDecided(Event, frozen=True):
+    """A trained model passed the promotion gate (published as `version`) or was rejected."""
+
+    symbol: str
+    promoted: bool
+    reasons: tuple[str, ...] = ()
+    version: str | None = None
+    window_end: float | None = None  # rejected: the last candle it saw (retries count from it)
+
+
 class ModelsReloaded(Event, frozen=True):
     version: str | None
     symbols: tuple[str, ...]
@@ -300,6 +346,10 @@ class OrderPlaced(Event, frozen=True):
     amount: float
     price: float
     why: str
+    fee_quote: float = 0.0
+    # set on the sale that closed a round trip: its net PnL after both fees, and % of its cost
+    net_pnl: float | None = None
+    return_pct: float | None = None
 
 
 class OrderFailed(Event, frozen=True):

@@ -4,6 +4,10 @@ Accepts:
 - `PublishModel` (trainer): publish the staged artifact as a new version
   (atomically), load it (checksum verified), reply `ModelPublished` or
   `PublishFailed` to `reply_to`, and send `ModelsUpdated` to subscribers.
+- `KeepRejected` (trainer): the promotion gate refused the staged model: keep it
+  under `models_dir/rejected/` (never as a version, never loaded), record it with
+  its reasons, and reply `RejectedKept`. Subscribers hear nothing: the models in
+  use did not change.
 - `ReloadModels` (admin): reload every version from disk.
 - `GetModels` (ask): reply `ModelsUpdated` with the current set.
 - `Subscribe`: the subscriber gets `ModelsUpdated` now and after every change.
@@ -27,18 +31,26 @@ from actors.base import BaseActor, Runtime, Topic
 from actors.clock import Clock, Mailbox
 from actors.messages import (
     GetModels,
+    KeepRejected,
     ModelPublished,
     ModelsReloaded,
     ModelsUpdated,
     PublishFailed,
     PublishModel,
+    RejectedKept,
     ReloadModels,
     ReloadTrigger,
     Subscribe,
 )
-from models import artifacts
+from models import artifacts, rejected
 from models.artifacts import ArtifactError, LoadedModel
-from storage.db import ModelVersionRow, ModelVersions, StorageError
+from storage.db import (
+    ModelVersionRow,
+    ModelVersions,
+    RejectedModelRow,
+    RejectedModels,
+    StorageError,
+)
 
 
 class ModelStoreActor(BaseActor):
@@ -52,9 +64,11 @@ class ModelStoreActor(BaseActor):
         events: Topic | None = None,
         runtime: Runtime | None = None,
         versions: ModelVersions | None = None,
+        rejections: RejectedModels | None = None,
     ) -> None:
         super().__init__("model_store", clock, supervisor, events, runtime)
         self.versions = versions
+        self.rejections = rejections
         self.models_dir = Path(models_dir)
         self.subscribers = Topic(subscribers)
         self.models: dict[str, LoadedModel] = {}
@@ -75,6 +89,8 @@ class ModelStoreActor(BaseActor):
         match message:
             case PublishModel():
                 self._publish(message)
+            case KeepRejected():
+                self._keep_rejected(message)
             case ReloadModels(reason=reason):
                 self.refused.clear()  # an admin may have repaired a version by hand
                 changed = self._reload(ReloadTrigger.ADMIN)
@@ -115,6 +131,12 @@ class ModelStoreActor(BaseActor):
 
     def _publish(self, message: PublishModel) -> None:
         symbol = message.symbol
+        refusal = rejected.gate_refusal(message.staging_dir)
+        if refusal is not None:  # only a model that passed the gate is ever a version
+            error = f"its manifest says the promotion gate rejected it ({refusal})"
+            self.log.error("%s: not published: %s; models in use are unchanged", symbol, error)
+            message.reply_to.tell(PublishFailed(symbol=symbol, error=error))
+            return
         try:
             manifest = artifacts.publish(self.models_dir, message.staging_dir)
             model = artifacts.load_version(self.models_dir / manifest.version)
@@ -146,6 +168,39 @@ class ModelStoreActor(BaseActor):
         )
         message.reply_to.tell(ModelPublished(symbol=symbol, version=model.version))
         self.subscribers.publish(self._current((symbol,)))
+
+    def _keep_rejected(self, message: KeepRejected) -> None:
+        symbol = message.symbol
+        path: str | None = None
+        try:
+            path = str(
+                rejected.keep(
+                    self.models_dir, message.staging_dir, symbol, message.trained_at_ms
+                )
+            )
+        except OSError as exc:  # the verdict stands; only the artifact for inspection is lost
+            self.log.error("%s: rejected model not kept: %s", symbol, exc)
+        self.log.info(
+            "%s: model rejected by the promotion gate (%s); kept in %s, not loaded",
+            symbol,
+            "; ".join(message.reasons) or "no reason given",
+            path or "nowhere",
+        )
+        if self.rejections is not None:
+            row = RejectedModelRow(
+                symbol=symbol,
+                trained_at_ms=message.trained_at_ms,
+                window_end_ms=message.window_end_ms,
+                recorded_at=self.clock.now(),
+                reasons=list(message.reasons),
+                metrics=dict(message.metrics),
+                path=path,
+            )
+            try:
+                self.rejections.record(row)
+            except StorageError as exc:
+                self.log.error("%s: rejected model not recorded in the database: %s", symbol, exc)
+        message.reply_to.tell(RejectedKept(symbol=symbol, path=path))
 
     def _record(self, model: LoadedModel, source: str) -> None:
         if self.versions is None:

@@ -10,7 +10,12 @@ Accepts:
 - `HealthTick` (every health_s): checks the exchange answers.
 - `ModelsUpdated` (store), `SymbolStates` (coverage): what it may trade and with what.
 - `Pause`, `Resume`, `CloseSymbol`, `CloseAll` (admin): reply `CommandResult`.
-- `GetTraderStatus` (ask): reply `TraderStatus`.
+- `GetTraderStatus` (ask): reply `TraderStatus`, with the trade results:
+  realized PnL after every fee, fees paid, round trips and win rate
+  (`policy.results`, rebuilt from the ledger's fills at every start).
+
+A sale that closes a position logs the round trip's result, e.g.
+`BTC/USDT: SELL ... fee 0.1000 USDT, round trip +0.42 USDT (+0.35 %)`.
 
 Every order is recorded in the ledger (state NEW) before it is sent, under a
 client order id derived from (symbol, candle time, intent), and its answer is
@@ -62,7 +67,8 @@ from execution.reconcile import reconcile, record_order
 from models.artifacts import LoadedModel
 from models.features import LOOKBACK_BARS, latest_features
 from policy.lifecycle import SymbolState, is_blocked
-from policy.reconcile import REALIZED_PNL_KEY, position_of
+from policy.reconcile import position_of
+from policy.results import TradeBook, format_round_trip
 from policy.risk import Decision, Intent, Position, RiskLimits, client_order_id, decide
 from storage.ledger import Ledger, OrderRow, OrderState
 
@@ -111,7 +117,7 @@ class TraderActor(BaseActor):
         self.last_candle_ms: dict[str, int] = {}  # newest candle already decided on
         self.last_price: dict[str, float] = {}
         self.paused = False
-        self.realized_pnl = 0.0
+        self.book = TradeBook()  # round trips and fees, from the ledger's fills
         self.orders_placed = 0
         self.last_tick_at: float | None = None
         self.reconciled = False  # no order is placed until the ledger agrees with the exchange
@@ -181,7 +187,7 @@ class TraderActor(BaseActor):
     def _load(self) -> None:
         """What a previous incarnation (or process) left in the ledger."""
         self.paused = self.ledger.value(PAUSED_KEY) == "1"
-        self.realized_pnl = float(self.ledger.value(REALIZED_PNL_KEY) or 0.0)
+        self.book = TradeBook.of(self.ledger.fills())
         for row in self.ledger.orders():  # a decided candle is never decided again
             if row.candle_ms > self.last_candle_ms.get(row.symbol, -1):
                 self.last_candle_ms[row.symbol] = row.candle_ms
@@ -333,9 +339,9 @@ class TraderActor(BaseActor):
             self.positions.pop(symbol, None)
         else:
             self.positions[symbol] = recorded.position
-        self.realized_pnl += recorded.realized_pnl
+        trip = self.book.add(recorded.fill) if recorded.fill is not None else None
         self.log.info(
-            "%s: %s %.8g at %.6g %s (%s: %s), order %s, fee %.4f %s",
+            "%s: %s %.8g at %.6g %s (%s: %s), order %s, fee %.4f %s%s",
             symbol,
             order.side.upper(),
             order.filled,
@@ -346,6 +352,7 @@ class TraderActor(BaseActor):
             order.client_order_id,
             order.fee_quote,
             self.quote,
+            f", {format_round_trip(trip, self.quote)}" if trip is not None else "",
         )
         self.publish(
             OrderPlaced(
@@ -357,6 +364,9 @@ class TraderActor(BaseActor):
                 amount=order.filled,
                 price=fill_price,
                 why=decision.why,
+                fee_quote=order.fee_quote,
+                net_pnl=None if trip is None else trip.net_pnl,
+                return_pct=None if trip is None else trip.return_pct,
             )
         )
 
@@ -419,11 +429,16 @@ class TraderActor(BaseActor):
         return float(cash + held)
 
     def _status(self) -> TraderStatus:
+        results = self.book.stats()
         return TraderStatus(
             paused=self.paused,
             positions=tuple(self.positions[s] for s in sorted(self.positions)),
-            realized_pnl=self.realized_pnl,
+            realized_pnl=results.realized_pnl,
             equity=self._equity(),
             orders_placed=self.orders_placed,
             last_tick_at=self.last_tick_at,
+            fees_quote=results.fees_quote,
+            round_trips=results.round_trips,
+            wins=results.wins,
+            win_rate=results.win_rate,
         )

@@ -5,10 +5,12 @@ symbol is the guard against a second trainer. Accepts:
 - `StartTraining` (sent to itself at start): download the history into the
   candle cache (resuming, with progress in the log), then submit the fit to the
   worker pool and return at once: the actor thread never runs the fit.
-- `FitFinished` (from the pool's completion callback): ask the store to publish.
-- `ModelPublished` / `PublishFailed` (store).
+- `FitFinished` (from the pool's completion callback): ask the store to publish
+  a model that passed the promotion gate, or to keep a rejected one as rejected.
+- `ModelPublished` / `PublishFailed` / `RejectedKept` (store).
 
-Reports `TrainingSucceeded` or `TrainingFailed` to the coverage actor and stops.
+Reports `TrainingSucceeded`, `TrainingRejected` or `TrainingFailed` to the
+coverage actor and stops; publishes the gate's verdict as `GateDecided`.
 An exception in any handler also ends as `TrainingFailed` (trainers are
 temporary: the supervisor never restarts them).
 """
@@ -28,13 +30,17 @@ from actors.base import BaseActor, Runtime, Topic
 from actors.clock import Clock, Mailbox
 from actors.messages import (
     FitFinished,
+    GateDecided,
+    KeepRejected,
     ModelPublished,
     PublishFailed,
     PublishModel,
+    RejectedKept,
     StartTraining,
     TrainerFinished,
     TrainerStarted,
     TrainingFailed,
+    TrainingRejected,
     TrainingSucceeded,
 )
 from config.settings import TrainingSettings
@@ -81,6 +87,8 @@ class TrainerActor(BaseActor):
         self.staging: str | None = None  # removed unless the store published it
         self.fit_seconds = 0.0
         self.metrics: dict[str, float] = {}
+        self.trained_at_ms = 0
+        self.rejection: FitFinished | None = None  # the fit the promotion gate refused
 
     def started(self) -> None:
         self.publish(TrainerStarted(at=self.clock.now(), symbol=self.symbol))
@@ -95,6 +103,11 @@ class TrainerActor(BaseActor):
             case ModelPublished(version=version):
                 self.staging = None  # it is the published version now
                 self.log.info("%s: training done, model %s in use", self.symbol, version)
+                self.publish(
+                    GateDecided(
+                        at=self.clock.now(), symbol=self.symbol, promoted=True, version=version
+                    )
+                )
                 self._finish(
                     TrainingSucceeded(
                         symbol=self.symbol,
@@ -107,6 +120,8 @@ class TrainerActor(BaseActor):
                 )
             case PublishFailed(error=error):
                 self._fail(error)
+            case RejectedKept(path=path):
+                self._rejected(path)
             case _:
                 return super().receive(message)
         return None
@@ -114,6 +129,7 @@ class TrainerActor(BaseActor):
     def _start(self) -> None:
         tf_ms = timeframe_ms(self.timeframe)
         now_ms = int(self.clock.now() * 1000)
+        self.trained_at_ms = now_ms
         until_ms = now_ms - now_ms % tf_ms  # open time of the candle still forming
         since_ms = until_ms - int(self.training.window_days * 86_400_000)
         try:
@@ -183,6 +199,27 @@ class TrainerActor(BaseActor):
             return
         self.fit_seconds = message.fit_seconds
         self.metrics = message.metrics
+        if not message.promoted:
+            self.rejection = message
+            self.log.info(
+                "%s: fit finished in %.1f s on %s rows; the model has no edge after costs (%s)",
+                self.symbol,
+                message.fit_seconds,
+                f"{message.rows:,}",
+                "; ".join(message.gate_reasons) or "rejected by the promotion gate",
+            )
+            self.store.tell(
+                KeepRejected(
+                    symbol=self.symbol,
+                    staging_dir=message.staging_dir,
+                    reasons=message.gate_reasons,
+                    metrics=message.metrics,
+                    trained_at_ms=self.trained_at_ms,
+                    window_end_ms=message.window_end_ms,
+                    reply_to=self.actor_ref,
+                )
+            )
+            return
         self.log.info(
             "%s: fit finished in %.1f s on %s rows; publishing",
             self.symbol,
@@ -195,6 +232,36 @@ class TrainerActor(BaseActor):
             )
         )
 
+    def _rejected(self, kept_at: str | None) -> None:
+        fit = self.rejection
+        if fit is None:  # pragma: no cover - the store only answers a KeepRejected
+            self._fail("the store kept a model that was not rejected")
+            return
+        if kept_at is not None:
+            self.staging = None  # moved by the store
+        reasons = fit.gate_reasons
+        window_end = (fit.window_end_ms or self.trained_at_ms) / 1000
+        self.publish(
+            GateDecided(
+                at=self.clock.now(),
+                symbol=self.symbol,
+                promoted=False,
+                reasons=reasons,
+                window_end=window_end,
+            )
+        )
+        outcome = TrainingRejected(
+            symbol=self.symbol,
+            reasons=reasons,
+            trained_at=self.trained_at_ms / 1000,
+            window_end=window_end,
+            fit_seconds=fit.fit_seconds,
+            metrics=fit.metrics,
+            kept_at=kept_at,
+        )
+        detail = "rejected: " + ("; ".join(reasons) or "no edge")
+        self._finish(outcome, ok=True, detail=detail)
+
     def _fail(self, error: str, untrainable: bool = False) -> None:
         error = error.removeprefix(f"{self.symbol}: ")
         # data that cannot give a model is warned about by the coverage actor, once
@@ -203,7 +270,12 @@ class TrainerActor(BaseActor):
         failed = TrainingFailed(symbol=self.symbol, error=error, untrainable=untrainable)
         self._finish(failed, ok=False, detail=error)
 
-    def _finish(self, outcome: TrainingSucceeded | TrainingFailed, ok: bool, detail: str) -> None:
+    def _finish(
+        self,
+        outcome: TrainingSucceeded | TrainingRejected | TrainingFailed,
+        ok: bool,
+        detail: str,
+    ) -> None:
         if self.finished:
             return
         self.finished = True
@@ -245,6 +317,9 @@ def _fit_finished(future: concurrent.futures.Future[TrainResult], staging_dir: s
         fit_seconds=result.fit_seconds,
         rows=result.rows,
         metrics=dict(result.metrics),
+        promoted=result.promoted,
+        gate_reasons=tuple(result.gate_reasons),
+        window_end_ms=result.window_end_ms,
     )
 
 

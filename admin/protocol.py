@@ -181,6 +181,10 @@ class StatusReply(AdminReply, frozen=True, tag="StatusReply"):
     orders_placed: int
     last_tick_at: float | None
     trainers: tuple[str, ...]
+    fees_quote: float = 0.0
+    round_trips: int = 0
+    wins: int = 0
+    win_rate: float | None = None
 
 
 class SymbolsReply(AdminReply, frozen=True, tag="SymbolsReply"):

@@ -542,6 +542,10 @@ def status_reply(
         orders_placed=trader.orders_placed,
         last_tick_at=trader.last_tick_at,
         trainers=tuple(trainers),
+        fees_quote=trader.fees_quote,
+        round_trips=trader.round_trips,
+        wins=trader.wins,
+        win_rate=trader.win_rate,
     )
 
 

@@ -78,7 +78,7 @@ class Command(NamedTuple):
 
 COMMANDS = (
     Command("status", "", "symbols, models, positions, PnL and trainers"),
-    Command("symbols", "", "each symbol's state, reason and eligible/retry time"),
+    Command("symbols", "", "each symbol's state and why it is or is not traded"),
     Command("block", "SYMBOL [REASON]", "no trading and no training for SYMBOL until unblocked"),
     Command("unblock", "SYMBOL", "let SYMBOL be evaluated again (trades if a model covers it)"),
     Command("retrain", "SYMBOL", "train a new model for SYMBOL now (never two trainers)"),
@@ -227,14 +227,24 @@ def _pct(x: float | None) -> str:
 
 def _when(record: SymbolRecord) -> str:
     """The time that matters for a waiting symbol: eligible at, or next retry at."""
+    if record.state == "NO_EDGE":
+        return fmt_time(record.retry_at)
     return fmt_time(record.eligible_at or record.next_attempt_at)
+
+
+def why(record: SymbolRecord) -> str:
+    """Why the symbol is or is not traded: its reason, and a rejected retrain it trades past."""
+    if record.state == "ACTIVE" and record.gate_reasons:
+        rejected = "; ".join(record.gate_reasons)
+        return f"{record.reason}; its newest retrain was rejected ({rejected})"
+    return record.reason
 
 
 def format_symbols(records: Sequence[SymbolRecord], width: int | None = None) -> str:
     if not records:
         return "No symbols yet (the bot is still starting)."
     rows = [
-        [r.symbol, r.state, fmt_time(r.since), _when(r), r.model_version or "-", r.reason]
+        [r.symbol, r.state, fmt_time(r.since), _when(r), r.model_version or "-", why(r)]
         for r in records
     ]
     headers = ["SYMBOL", "STATE", "SINCE (UTC)", "ELIGIBLE/RETRY", "MODEL", "REASON"]
@@ -250,6 +260,8 @@ def format_status(reply: StatusReply, width: int | None = None) -> str:
         f"Equity {equity} {q}, realized PnL {reply.realized_pnl:+.2f} {q}, "
         f"{reply.orders_placed} orders placed, last candle "
         + (fmt_time(reply.last_tick_at, seconds=True) if reply.last_tick_at else "not yet"),
+        f"Trades: {reply.round_trips} round trips, win rate {_pct(reply.win_rate)}, "
+        f"fees paid {reply.fees_quote:.2f} {q} (realized PnL is after them)",
     ]
     models = {m.symbol: m for m in reply.models}
     rows = []
@@ -264,7 +276,7 @@ def format_status(reply: StatusReply, width: int | None = None) -> str:
                 fmt_age(reply.now - m.trained_at) if m else "-",
                 _pct(m.metrics.get("accuracy")) if m else "-",
                 _num3(m.metrics.get("auc")) if m else "-",
-                r.reason,
+                why(r),
             ]
         )
     headers = ["SYMBOL", "STATE", "ELIGIBLE/RETRY", "MODEL", "AGE", "ACC", "AUC", "REASON"]
@@ -305,6 +317,8 @@ def format_event(event: Mapping[str, Any]) -> str:
                 f"{e['symbol']}: {str(e['side']).upper()} {fmt_num(e['amount'])} at "
                 f"{fmt_num(e['price'])} ({e['intent']}: {e['why']}), order {e['client_order_id']}"
             )
+            if e.get("net_pnl") is not None:
+                text += f", round trip {e['net_pnl']:+.2f} ({e['return_pct']:+.2f} %)"
         case "OrderFailed":
             text = f"{e['symbol']}: {e['intent']} order {e['client_order_id']} failed: {e['error']}"
         case "Heartbeat":
@@ -330,6 +344,11 @@ def format_event(event: Mapping[str, Any]) -> str:
             text = f"{e['size']} symbols{added}{removed}"
         case "SignalProduced":
             text = f"{e['symbol']}: P(up) {e['prob_up']:.3f}"
+        case "GateDecided":
+            if e["promoted"]:
+                text = f"{e['symbol']}: model {e['version']} passed the promotion gate"
+            else:
+                text = f"{e['symbol']}: model rejected: {'; '.join(e['reasons']) or 'no edge'}"
         case "ActorRestarted":
             text = f"{e['name']} restarted after: {e['error']}"
         case _:

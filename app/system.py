@@ -26,7 +26,14 @@ from exchange.port import ExchangePort
 from models import artifacts
 from models.pool import TrainingPool
 from storage.candles import CandleCache
-from storage.db import FILE_NAME, Database, ModelVersions, SqliteLedger, SymbolStore
+from storage.db import (
+    FILE_NAME,
+    Database,
+    ModelVersions,
+    RejectedModels,
+    SqliteLedger,
+    SymbolStore,
+)
 from storage.ledger import Ledger
 
 log = logging.getLogger("tradeactors.supervisor")
@@ -104,6 +111,7 @@ class System:
                 models_dir=self.models_dir,
                 subscribers={"coverage": a["coverage"], "trader": a["trader"]},
                 versions=ModelVersions(self.db),
+                rejections=RejectedModels(self.db),
                 **common,
             ),
             "coverage": lambda: CoverageActor.start(
@@ -116,6 +124,7 @@ class System:
                 quote=s.exchange.quote,
                 subscribers={"trader": a["trader"]},
                 symbol_store=SymbolStore(self.db),
+                promotion=s.promotion,
                 **common,
             ),
             "trader": lambda: TraderActor.start(

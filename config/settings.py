@@ -194,6 +194,12 @@ class NotifySettings(_Section, frozen=True, forbid_unknown_fields=True, kw_only=
     retry_s: Positive = 5.0  # wait before the first retry; doubles each time
 
 
+class PromotionSettings(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    min_net_return_pct: float = 0.0
+    min_auc: float = 0.5
+    retry_after_days: float = 1.0
+
+
 class Settings(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
     data_dir: str = "./var"
     timeframe: Literal["1m", "5m", "15m", "1h"] = "1m"
@@ -203,6 +209,7 @@ class Settings(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
     universe: UniverseSettings = UniverseSettings()
     coverage: CoverageSettings = CoverageSettings()
     training: TrainingSettings = TrainingSettings()
+    promotion: PromotionSettings = PromotionSettings()
     trading: TradingSettings = TradingSettings()
     logging: LoggingSettings = LoggingSettings()
     admin: AdminSettings = AdminSettings()

@@ -25,7 +25,15 @@ from policy.reconcile import (
     resolve_order,
 )
 from policy.risk import Position
-from storage.ledger import LIVE, UNRESOLVED, Ledger, OrderRow, OrderState, fill_between
+from storage.ledger import (
+    LIVE,
+    UNRESOLVED,
+    FillRow,
+    Ledger,
+    OrderRow,
+    OrderState,
+    fill_between,
+)
 
 
 class Recorded(msgspec.Struct, frozen=True):
@@ -33,6 +41,7 @@ class Recorded(msgspec.Struct, frozen=True):
     position: Position | None  # the symbol's position afterwards
     realized_pnl: float  # realized by this answer
     filled: float  # base units that executed with this answer
+    fill: FillRow | None = None  # what executed with this answer, at its price and fee
 
 
 def record_order(ledger: Ledger, client_order_id: str, order: Order, now: float) -> Recorded:
@@ -56,7 +65,9 @@ def record_order(ledger: Ledger, client_order_id: str, order: Order, now: float)
         if pnl:
             total = float(ledger.value(REALIZED_PNL_KEY) or 0.0) + pnl
             ledger.set_value(REALIZED_PNL_KEY, repr(total))
-        return Recorded(row=row, position=position, realized_pnl=pnl, filled=fill.amount)
+        return Recorded(
+            row=row, position=position, realized_pnl=pnl, filled=fill.amount, fill=fill
+        )
 
 
 def reconcile(exchange: ExchangePort, ledger: Ledger, now: float) -> ReconcileReport:

@@ -76,6 +76,8 @@ class TrainResult(msgspec.Struct, frozen=True):
     window_end_ms: int  # time of the last candle of the job
     metrics: dict[str, float]
     fit_seconds: float  # wall time of the whole job
+    promoted: bool = True
+    gate_reasons: tuple[str, ...] = ()
 
 
 class TrainingError(Exception):

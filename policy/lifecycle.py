@@ -4,12 +4,23 @@ r"""The symbol lifecycle as one pure transition function.
                  \--> TRAINING         history >= min_history_days, no model
                  \--> BLOCKED_HISTORY  history < min_history_days
     BLOCKED_HISTORY --evaluate, history now enough--> TRAINING
-    TRAINING --model published--> ACTIVE
+    TRAINING --model published (passed the promotion gate)--> ACTIVE
+    TRAINING --model rejected by the gate--> NO_EDGE (reasons, retry time)
+    NO_EDGE --retry_after of candles newer than the rejected model, or admin retrain--> TRAINING
     TRAINING --training failed--> RETRY_WAIT (backoff) --> TRAINING ... --> BLOCKED_FAILED
     ACTIVE --model older than max age--> ACTIVE + background retrain
+    ACTIVE --retrain rejected, old model older than max age--> NO_EDGE
+    ACTIVE --retrain rejected, old model still young (an admin retrain)--> ACTIVE on the old model
     any --admin block--> BLOCKED_MANUAL --admin unblock--> NEW
     any --left the universe--> RETIRED
     ACTIVE --its model no longer loads (e.g. after a restart)--> NEW
+
+A NO_EDGE symbol is never retrained because a coverage tick ran: only once
+`retry_after_s` of candles exist that the rejected model never saw, or on an
+admin retrain (the seed's loop retrained on every tick). A model trained at or
+before the last rejection no longer covers its symbol (`rejected_at`), so an
+expired model the gate has just outvoted is not traded again by some other path
+(a failed retry, a restart, the symbol coming back to the universe).
 
 `step(record, event, policy)` returns the new record, whether a trainer must be
 started, and the log note of what happened. The coverage actor owns the records
@@ -38,6 +49,7 @@ class SymbolState(enum.StrEnum):
     BLOCKED_FAILED = "BLOCKED_FAILED"
     BLOCKED_MANUAL = "BLOCKED_MANUAL"
     RETIRED = "RETIRED"
+    NO_EDGE = "NO_EDGE"  # its newest model did not beat its costs out of sample
 
 
 def is_blocked(state: SymbolState) -> bool:
@@ -56,6 +68,10 @@ class SymbolRecord(msgspec.Struct, frozen=True, kw_only=True):
     model_version: str | None = None
     model_trained_at: float | None = None
     last_error: str | None = None
+    # The promotion gate's verdict on the newest model trained (empty: promoted, or none yet).
+    gate_reasons: tuple[str, ...] = ()
+    rejected_at: float | None = None  # when the last rejected model was trained
+    retry_at: float | None = None  # after a rejection: no automatic training before this
 
 
 class LifecyclePolicy(msgspec.Struct, frozen=True, kw_only=True):
@@ -64,6 +80,14 @@ class LifecyclePolicy(msgspec.Struct, frozen=True, kw_only=True):
     retry_base_s: float
     retry_max_s: float
     max_model_age_s: float
+    # After a rejected model: wait for this much new data (promotion.retry_after_days).
+    retry_after_s: float = DAY_S
+
+    def __post_init__(self) -> None:
+        if not self.retry_after_s > 0:  # 0 would retrain on every tick: the seed's loop
+            raise ValueError(
+                f"promotion.retry_after_days must be > 0, got {self.retry_after_s / DAY_S:g}"
+            )
 
     def backoff_s(self, attempts: int) -> float:
         """Wait after the `attempts`-th consecutive failure: base, 2x base, 4x base ... capped."""
@@ -101,6 +125,15 @@ class TrainingOutcome(msgspec.Struct, frozen=True):
     error: str | None = None
 
 
+class ModelRejected(msgspec.Struct, frozen=True):
+    """The newest model failed the promotion gate: kept as rejected, not traded."""
+
+    now: float
+    trained_at: float  # the rejected model's training time
+    window_end: float  # time of the last candle it was trained on
+    reasons: tuple[str, ...]
+
+
 class ManualBlock(msgspec.Struct, frozen=True):
     now: float
     reason: str
@@ -125,6 +158,7 @@ Event = (
     Evaluate
     | ModelCovered
     | TrainingOutcome
+    | ModelRejected
     | ManualBlock
     | ManualUnblock
     | ManualRetrain
@@ -150,6 +184,8 @@ def step(record: SymbolRecord, event: Event, policy: LifecyclePolicy) -> Step:
             return _model_covered(record, event)
         case TrainingOutcome():
             return _training_outcome(record, event, policy)
+        case ModelRejected():
+            return _model_rejected(record, event, policy)
         case ManualBlock(now, reason):
             moved = _move(record, SymbolState.BLOCKED_MANUAL, now, f"blocked by admin: {reason}")
             return Step(moved, note=_note(record, moved))
@@ -181,8 +217,10 @@ def _evaluate(record: SymbolRecord, facts: Facts, policy: LifecyclePolicy) -> St
         return _maybe_retrain_active(record, facts, policy)
     if state is SymbolState.TRAINING and facts.trainer_running:
         return Step(record)
+    if state is SymbolState.NO_EDGE:
+        return _retry_no_edge(record, facts, policy)
     # NEW, BLOCKED_HISTORY, RETRY_WAIT, or TRAINING with no trainer alive (after a restart).
-    if record.model_version is not None:
+    if covers(record):
         moved = _move(record, SymbolState.ACTIVE, now, f"model {record.model_version} covers it")
         retrain = _maybe_retrain_active(moved, facts, policy)
         note = _join(_note(record, moved), retrain.note)
@@ -207,6 +245,10 @@ def _evaluate(record: SymbolRecord, facts: Facts, policy: LifecyclePolicy) -> St
         return Step(moved, note=_note(record, moved))
     if state is SymbolState.RETRY_WAIT and (record.next_attempt_at or 0.0) > now:
         return Step(record)
+    if state is SymbolState.NEW and record.retry_at is not None and record.retry_at > now:
+        # back in the universe, or unblocked: the gate's verdict still stands
+        moved = _move(record, SymbolState.NO_EDGE, now, _no_edge_reason(record, policy))
+        return Step(moved, note=_note(record, moved))
     if state is SymbolState.BLOCKED_HISTORY:
         reason = f"history now {days:.1f} days >= {_num(policy.min_history_days)} minimum"
     elif state is SymbolState.RETRY_WAIT:
@@ -230,6 +272,8 @@ def _maybe_retrain_active(record: SymbolRecord, facts: Facts, policy: LifecycleP
         return Step(record)
     if record.attempts >= policy.max_attempts:
         return Step(record)  # retraining gave up; keeps trading on the old model
+    if record.retry_at is not None and record.retry_at > facts.now:
+        return Step(record)  # a retrain was just rejected: wait for new data
     note = (
         f"{record.symbol}: ACTIVE, model {record.model_version} is {age / DAY_S:.1f} days old > "
         f"{policy.max_model_age_s / DAY_S:.1f} maximum; retraining in the background, "
@@ -242,11 +286,15 @@ def _model_covered(record: SymbolRecord, event: ModelCovered) -> Step:
     updated = msgspec.structs.replace(
         record, model_version=event.version, model_trained_at=event.trained_at
     )
+    if record.rejected_at is not None and event.trained_at <= record.rejected_at:
+        return Step(updated)  # older than the model the gate rejected: covers nothing
+    updated = msgspec.structs.replace(updated, gate_reasons=(), rejected_at=None, retry_at=None)
     if record.state in (
         SymbolState.NEW,
         SymbolState.TRAINING,
         SymbolState.BLOCKED_HISTORY,
         SymbolState.RETRY_WAIT,
+        SymbolState.NO_EDGE,
     ):
         moved = _move(
             updated,
@@ -311,6 +359,74 @@ def _training_outcome(
         )
         return Step(updated, note=note)
     return Step(msgspec.structs.replace(record, last_error=error))
+
+
+def _model_rejected(record: SymbolRecord, event: ModelRejected, policy: LifecyclePolicy) -> Step:
+    retry_at = event.window_end + policy.retry_after_s
+    verdict = msgspec.structs.replace(
+        record,
+        gate_reasons=event.reasons,
+        retry_at=retry_at,
+        attempts=0,
+        next_attempt_at=None,
+        last_error=None,
+    )
+    reasons = _reasons(event.reasons)
+    if record.state is SymbolState.ACTIVE and record.model_trained_at is not None:
+        age = event.now - record.model_trained_at
+        if age <= policy.max_model_age_s:
+            # Asked for by an admin: the model in use passed the gate and is not due yet.
+            note = (
+                f"{record.symbol}: ACTIVE, new model rejected by the promotion gate ({reasons}); "
+                f"still trading on model {record.model_version} ({age / DAY_S:.1f} days old <= "
+                f"{policy.max_model_age_s / DAY_S:g} maximum)"
+            )
+            return Step(verdict, note=note)
+    verdict = msgspec.structs.replace(verdict, rejected_at=event.trained_at)
+    if record.state not in (SymbolState.TRAINING, SymbolState.ACTIVE):
+        return Step(verdict)  # blocked or retired meanwhile: the verdict waits with it
+    reason = _no_edge_reason(verdict, policy)
+    if record.state is SymbolState.ACTIVE:
+        reason = f"model {record.model_version} expired and its retrain has {reason}"
+    moved = _move(verdict, SymbolState.NO_EDGE, event.now, reason)
+    return Step(moved, note=_note(record, moved))
+
+
+def _retry_no_edge(record: SymbolRecord, facts: Facts, policy: LifecyclePolicy) -> Step:
+    """New data since the rejected model's window, or nothing happens: never on a tick alone."""
+    if facts.trainer_running or record.retry_at is None or record.retry_at > facts.now:
+        return Step(record)
+    days = facts.history_days()
+    if days is None or days < policy.min_history_days:
+        return Step(record)  # history unknown (exchange down): ask again at the next check
+    moved = _move(
+        record,
+        SymbolState.TRAINING,
+        facts.now,
+        f"{_duration(policy.retry_after_s)} of new candles since its model was rejected",
+    )
+    return Step(moved, start_training=True, note=_note(record, moved))
+
+
+def covers(record: SymbolRecord) -> bool:
+    """The record names a model, trained after any model the gate rejected since."""
+    if record.model_version is None:
+        return False
+    if record.rejected_at is None:
+        return True
+    return record.model_trained_at is not None and record.model_trained_at > record.rejected_at
+
+
+def _no_edge_reason(record: SymbolRecord, policy: LifecyclePolicy) -> str:
+    when = "unknown" if record.retry_at is None else format_utc(record.retry_at)
+    return (
+        f"no edge: {_reasons(record.gate_reasons)}; retry after {when} "
+        f"({_duration(policy.retry_after_s)} of new candles) or on admin 'retrain'"
+    )
+
+
+def _reasons(reasons: tuple[str, ...]) -> str:
+    return "; ".join(reasons) or "rejected by the promotion gate"
 
 
 def _manual_retrain(record: SymbolRecord, facts: Facts, policy: LifecyclePolicy) -> Step:
@@ -383,6 +499,9 @@ def _num(x: float) -> str:
 
 
 def _duration(seconds: float) -> str:
+    if seconds >= DAY_S:
+        days = seconds / DAY_S
+        return f"{days:g} day{'' if days == 1 else 's'}"
     if seconds < 120:
         return f"{seconds:.0f} s"
     if seconds < 7200:

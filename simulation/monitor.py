@@ -13,6 +13,7 @@ from actors.messages import (
     CoverageChecked,
     CoverageTrigger,
     Event,
+    GateDecided,
     ModelsReloaded,
     OrderFailed,
     OrderPlaced,
@@ -35,7 +36,10 @@ class InvariantMonitor:
     Pure: feed it events with `observe`; it never blocks or reads a clock.
     `violations` are readable lines, each naming the invariant, the time and the symbol.
     `listed_at` (symbol -> time of its first candle) lets it check the history
-    length itself rather than trust the coverage actor's states.
+    length itself rather than trust the coverage actor's states. `retry_after_s`
+    (promotion.retry_after_days) lets it check invariant 8: a symbol whose model
+    the gate rejected is not trained again before that much newer data exists
+    (a simulation has no admin to ask for a retrain).
     """
 
     def __init__(
@@ -44,8 +48,11 @@ class InvariantMonitor:
         coverage_interval_s: float,
         min_history_days: float | None = None,
         listed_at: Mapping[str, float] | None = None,
+        retry_after_s: float | None = None,
     ) -> None:
         self.coverage_interval_s = coverage_interval_s
+        self.retry_after_s = retry_after_s
+        self.rejected: dict[str, float] = {}  # symbol -> window end of its last rejected model
         self.min_history_days = min_history_days
         self.listed_at = dict(listed_at or {})
         self.violations: list[str] = []
@@ -84,6 +91,11 @@ class InvariantMonitor:
                     )
             case OrderPlaced() | OrderFailed():
                 self._order(event)
+            case GateDecided(symbol=symbol, promoted=promoted, window_end=window_end):
+                if promoted:
+                    self.rejected.pop(symbol, None)
+                elif window_end is not None:
+                    self.rejected[symbol] = window_end
             case ActorRestarted(name=name):
                 if name == "coverage":
                     self.startup_checks = 0
@@ -119,6 +131,16 @@ class InvariantMonitor:
                     at,
                     f"{symbol}: trainer started with {days:.2f} days of history < "
                     f"{self.min_history_days:g} minimum (invariant 3)",
+                )
+        rejected = self.rejected.get(symbol)
+        if rejected is not None and self.retry_after_s is not None:
+            new_data = at - rejected
+            if cadence.too_soon(rejected, at, self.retry_after_s):
+                self._violate(
+                    at,
+                    f"{symbol}: trained again {new_data / 3600:.2f} h of candles after its "
+                    f"model was rejected < {self.retry_after_s / 3600:g} h retry_after "
+                    "(invariant 8: no edge, no retrain before new data)",
                 )
         self.running[symbol] = at
 

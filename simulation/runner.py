@@ -29,7 +29,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import pykka
@@ -41,10 +41,11 @@ from config.settings import Settings
 from core.timefmt import format_utc
 from exchange.port import ExchangePort
 from exchange.types import ExchangeError
+from simulation import trades
 from simulation.monitor import InvariantMonitor
 from simulation.pool import DeterministicPool
 from simulation.tally import EventTally
-from storage.ledger import Ledger, OrderRow
+from storage.ledger import FillRow, Ledger, OrderRow
 
 # 2026-11-26 00:00 UTC: a fixed start, so the synthetic market is the same on every run.
 SIM_START = 1_795_651_200.0
@@ -167,6 +168,8 @@ class SimRun:
     orders: list[OrderRow]
     last_prices: dict[str, float]
     final_states: dict[str, str]
+    fills: list[FillRow] = field(default_factory=list)
+    prices: dict[str, list[trades.Candle]] = field(default_factory=dict)  # the run's candles
 
 
 def run(
@@ -249,6 +252,7 @@ def run(
         if on_step is not None:
             on_step(end - start, wall)
         orders = system.ledger.orders()  # before stop(): the database closes with the system
+        fills = system.ledger.fills()
     finally:
         system.stop()
         system.events.unsubscribe("simulation")
@@ -268,6 +272,10 @@ def run(
         final_states={
             s: t.timeline[-1][1] for s, t in observer.tally.symbols.items() if t.timeline
         },
+        fills=fills,
+        prices=trades.fetch_prices(
+            system.exchange, system.settings.timeframe, sorted(observer.tally.symbols), start, end
+        ),
     )
 
 

@@ -68,6 +68,7 @@ def simulate(
             coverage_interval_s=settings.coverage.interval_s,
             min_history_days=settings.coverage.min_history_days,
             listed_at={s.symbol: market.listed_ms(s.symbol) / 1000 for s in specs},
+            retry_after_s=settings.promotion.retry_after_days * 86_400,
         )
         system = System(settings, vclock, exchange, pool, runtime=runtime)
         result = run(

@@ -7,11 +7,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
+from typing import Any
 
+from actors.messages import GateDecided
 from config.settings import Settings
 from core.timefmt import format_utc
+from core.timeframes import timeframe_s
 from policy.lifecycle import DAY_S, SymbolState
-from simulation.report import Summary, SymbolSummary, TrainingSummary
+from simulation import trades
+from simulation.report import GateSummary, Summary, SymbolSummary, TrainingSummary
 from simulation.runner import HOUR_S, SimRun
 from storage.ledger import OrderRow
 
@@ -60,6 +64,7 @@ def summarize(
     tally, monitor = sim.tally, sim.monitor
     hours = lambda t: round((t - sim.start) / HOUR_S, 4)  # noqa: E731
     pnl = symbol_pnl(sim.orders, sim.last_prices)
+    figures = trade_figures(sim, settings)
     symbols: dict[str, SymbolSummary] = {}
     for name in sorted(tally.symbols):
         t = tally.symbols[name]
@@ -77,6 +82,9 @@ def summarize(
                 (hours(r.started_at), None if r.finished_at is None else hours(r.finished_at), r.ok)
                 for r in t.trainings
             ],
+            **_trade_fields(figures.symbols.get(name)),
+            gate=_gate(t.gates),
+            rejections=[hours(g.at) for g in t.gates if not g.promoted],
         )
     sim_seconds = sim.end - sim.start
     drawdown, drawdown_abs = max_drawdown(e for _, e in sim.equity)
@@ -118,4 +126,51 @@ def summarize(
         ),
         symbols=symbols,
         equity_curve=[(hours(t), round(e, 6)) for t, e in sim.equity],
+        return_pct=round(100 * (sim.final_equity / settings.exchange.starting_balance - 1), 6),
+        net_pnl=figures.net_pnl,
+        fees_quote=figures.fees_quote,
+        round_trips=figures.round_trips,
+        win_rate=None if figures.win_rate is None else round(figures.win_rate, 6),
+        buy_hold_return_pct=figures.buy_hold_return_pct,
+        trades_per_day=figures.trades_per_day,
+        buy_hold_curve=figures.buy_hold_curve,
+    )
+
+
+def trade_figures(sim: SimRun, settings: Settings) -> trades.TradeFigures:
+    """Round trips, fees and buy-and-hold of a run (`simulation.trades`)."""
+    return trades.figures(
+        sim.fills,
+        sim.prices,
+        start=sim.start,
+        end=sim.end,
+        times=[t for t, _ in sim.equity],
+        tf_s=timeframe_s(settings.timeframe),
+        fee_rate=settings.exchange.fee_rate,
+        slippage_bps=settings.exchange.slippage_bps,
+        balance=settings.exchange.starting_balance,
+    )
+
+
+def _trade_fields(figures: trades.SymbolTrades | None) -> dict[str, Any]:
+    if figures is None:
+        return {}
+    return {
+        name: getattr(figures, name)
+        for name in figures.__struct_fields__
+        if name in SymbolSummary.__struct_fields__
+    }
+
+
+def _gate(verdicts: list[GateDecided]) -> GateSummary | None:
+    """The newest verdict of the promotion gate on the symbol's models in the run."""
+    if not verdicts:
+        return None
+    last = verdicts[-1]
+    return GateSummary(
+        promoted=last.promoted,
+        reasons=list(last.reasons),
+        version=last.version,
+        models_promoted=sum(v.promoted for v in verdicts),
+        models_rejected=sum(not v.promoted for v in verdicts),
     )

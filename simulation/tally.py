@@ -11,6 +11,7 @@ from actors.messages import (
     ActorRestarted,
     CoverageChecked,
     Event,
+    GateDecided,
     Heartbeat,
     ModelsReloaded,
     OrderFailed,
@@ -37,6 +38,7 @@ class SymbolTally:
     trainings: list[Training] = field(default_factory=list)
     orders: int = 0
     signals: int = 0
+    gates: list[GateDecided] = field(default_factory=list)  # the promotion gate's verdicts
 
 
 class EventTally:
@@ -89,6 +91,8 @@ class EventTally:
                 self.symbol(symbol).orders += 1
             case ActorRestarted():
                 self._bump("actor_restarts")
+            case GateDecided(symbol=symbol):
+                self.symbol(symbol).gates.append(event)
 
     def count(self, key: str) -> int:
         return self.counts.get(key, 0)

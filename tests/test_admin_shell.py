@@ -37,6 +37,7 @@ from admin.shell import (
     completions,
     format_event,
     format_status,
+    format_symbols,
     format_table,
     help_text,
     parse_command,
@@ -155,6 +156,10 @@ def _status(**changes: Any) -> StatusReply:
         "orders_placed": 3,
         "last_tick_at": T0 + 3542,
         "trainers": ("USDC/USDT",),
+        "fees_quote": 0.6012,
+        "round_trips": 3,
+        "wins": 1,
+        "win_rate": 1 / 3,
     }
     fields.update(changes)
     return StatusReply(**fields)
@@ -165,6 +170,7 @@ def test_status_reads_as_tables() -> None:
         "Bot time 2026-11-26 01:00 UTC, trading running",
         "Equity 9998.77 USDT, realized PnL -1.23 USDT, 3 orders placed, "
         "last candle 2026-11-26 00:59:02",
+        "Trades: 3 round trips, win rate 33.3%, fees paid 0.60 USDT (realized PnL is after them)",
         "",
         "SYMBOL     STATE            ELIGIBLE/RETRY    MODEL    AGE  ACC    AUC    REASON",
         "BTC/USDT   ACTIVE           -                 v000001  90m  55.3%  0.561  published",
@@ -181,6 +187,37 @@ def test_status_reads_as_tables() -> None:
     assert "trading PAUSED (no new entries)" in paused
     assert "Equity unknown (exchange not answering) USDT" in paused
     assert "Open positions: none" in paused and paused.endswith("Trainers running: none")
+    fresh = format_status(_status(round_trips=0, wins=0, win_rate=None, fees_quote=0.0))
+    assert "Trades: 0 round trips, win rate -, fees paid 0.00 USDT" in fresh
+
+
+def test_symbols_say_why_a_symbol_is_not_traded_and_when_it_is_tried_again() -> None:
+    no_edge = SymbolRecord(
+        symbol="ADA/USDT",
+        state=SymbolState.NO_EDGE,
+        reason="no edge: AUC 0.49 < 0.5; retry after 2026-11-27 00:00 UTC (1 day of new candles) "
+        "or on admin 'retrain'",
+        since=T0,
+        gate_reasons=("AUC 0.49 < 0.5",),
+        rejected_at=T0 - 60,
+        retry_at=T0 + 86_400,
+    )
+    kept = SymbolRecord(
+        symbol="BTC/USDT",
+        state=SymbolState.ACTIVE,
+        reason="model v000001 published",
+        since=T0,
+        model_version="v000001",
+        gate_reasons=("net return -0.2 % <= 0 % in 2 of 3 folds",),
+        retry_at=T0 + 86_400,
+    )
+    assert format_symbols([no_edge, kept]).splitlines() == [
+        "SYMBOL    STATE    SINCE (UTC)       ELIGIBLE/RETRY    MODEL    REASON",
+        "ADA/USDT  NO_EDGE  2026-11-26 00:00  2026-11-27 00:00  -        no edge: AUC 0.49 < 0.5; "
+        "retry after 2026-11-27 00:00 UTC (1 day of new candles) or on admin 'retrain'",
+        "BTC/USDT  ACTIVE   2026-11-26 00:00  -                 v000001  model v000001 published; "
+        "its newest retrain was rejected (net return -0.2 % <= 0 % in 2 of 3 folds)",
+    ]
 
 
 def test_each_watched_event_is_one_readable_line() -> None:
@@ -192,6 +229,15 @@ def test_each_watched_event_is_one_readable_line() -> None:
         "OrderPlaced": (
             {"symbol": "BTC/USDT", "client_order_id": "ta1", "side": "buy", "intent": "entry", "amount": 0.001666, "price": 60030.0, "why": "P(up) 0.571"},  # noqa: E501
             "BTC/USDT: BUY 0.001666 at 60030 (entry: P(up) 0.571), order ta1",
+        ),
+        "OrderPlaced ": (  # a sale that closes a round trip
+            {"symbol": "BTC/USDT", "client_order_id": "ta2", "side": "sell", "intent": "exit", "amount": 0.001666, "price": 60300.0, "why": "P(up) 0.41", "net_pnl": 0.2498, "return_pct": 0.2496},  # noqa: E501
+            "BTC/USDT: SELL 0.001666 at 60300 (exit: P(up) 0.41), order ta2, round trip +0.25 "
+            "(+0.25 %)",
+        ),
+        "GateDecided": (
+            {"symbol": "ADA/USDT", "promoted": False, "reasons": ["AUC 0.49 < 0.5"], "version": None},  # noqa: E501
+            "ADA/USDT: model rejected: AUC 0.49 < 0.5",
         ),
         "Heartbeat": (
             {"active": 6, "blocked": 3, "open_positions": 2},
@@ -208,8 +254,8 @@ def test_each_watched_event_is_one_readable_line() -> None:
         "Unknown": ({"x": 1}, "x=1"),
     }  # fmt: skip
     for kind, (fields, text) in cases.items():
-        line = format_event({"type": kind, "at": T0 + 61, **fields})
-        assert line == f"2026-11-26 00:01:01  {kind:<17} {text}"
+        line = format_event({"type": kind.strip(), "at": T0 + 61, **fields})
+        assert line == f"2026-11-26 00:01:01  {kind.strip():<17} {text}"
 
 
 # --- the token and the settings ------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import msgspec
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -16,6 +17,7 @@ from policy.lifecycle import (
     ManualUnblock,
     ModelCovered,
     ModelLost,
+    ModelRejected,
     SymbolRecord,
     SymbolState,
     TrainingOutcome,
@@ -28,6 +30,7 @@ POLICY = LifecyclePolicy(
     retry_base_s=600,
     retry_max_s=6 * 3600,
     max_model_age_s=7 * DAY_S,
+    retry_after_s=DAY_S,
 )
 NOW = 1_795_651_200.0
 
@@ -165,6 +168,102 @@ def test_a_lost_model_sends_an_active_symbol_back_to_new_and_blocked_ones_stay()
     assert kept.state is SymbolState.BLOCKED_MANUAL and kept.model_version is None
 
 
+# --- the promotion gate: NO_EDGE -------------------------------------------------
+
+REASONS = ("net return -0.40 % <= 0 % in 3 of 3 folds", "AUC 0.49 < 0.50")
+
+
+def rejected(now: float = NOW, trained_at: float = NOW) -> ModelRejected:
+    return ModelRejected(now=now, trained_at=trained_at, window_end=now - 60, reasons=REASONS)
+
+
+def test_a_rejected_model_waits_for_a_day_of_new_candles_not_for_a_tick() -> None:
+    training = step(SymbolRecord(symbol="X"), Evaluate(facts(100)), POLICY).record
+    result = step(training, rejected(), POLICY)
+    record = result.record
+    assert record.state is SymbolState.NO_EDGE and not result.start_training
+    assert record.gate_reasons == REASONS and record.retry_at == NOW - 60 + DAY_S
+    assert record.reason == (
+        "no edge: net return -0.40 % <= 0 % in 3 of 3 folds; AUC 0.49 < 0.50; retry after "
+        "2026-11-26 23:59 UTC (1 day of new candles) or on admin 'retrain'"
+    )
+    assert result.note == f"X: TRAINING -> NO_EDGE ({record.reason})"
+    # every coverage tick of the day (every 300 s): nothing
+    for tick in range(1, 288):
+        later = step(record, Evaluate(facts(100, now=NOW + 300 * tick - 60)), POLICY)
+        assert later.record == record and not later.start_training
+    retry = step(record, Evaluate(facts(101, now=NOW - 60 + DAY_S)), POLICY)
+    assert retry.record.state is SymbolState.TRAINING and retry.start_training
+    assert "1 day of new candles since its model was rejected" in (retry.note or "")
+
+
+def test_an_admin_retrain_of_a_no_edge_symbol_trains_at_once() -> None:
+    no_edge = SymbolRecord(
+        symbol="X", state=SymbolState.NO_EDGE, gate_reasons=REASONS, retry_at=NOW + DAY_S
+    )
+    result = step(no_edge, ManualRetrain(facts(100)), POLICY)
+    assert result.record.state is SymbolState.TRAINING and result.start_training
+    assert step(no_edge, ManualRetrain(facts(100, trainer=True)), POLICY).refused
+
+
+def test_a_published_model_lifts_no_edge_and_clears_the_verdict() -> None:
+    no_edge = step(SymbolRecord(symbol="X", state=SymbolState.TRAINING), rejected(), POLICY).record
+    older = step(no_edge, ModelCovered(NOW + 10, "v1", NOW - DAY_S), POLICY).record
+    assert older.state is SymbolState.NO_EDGE  # trained before the rejected one
+    newer = step(no_edge, ModelCovered(NOW + DAY_S, "v2", NOW + DAY_S - 30), POLICY).record
+    assert newer.state is SymbolState.ACTIVE and newer.model_version == "v2"
+    assert (newer.gate_reasons, newer.rejected_at, newer.retry_at) == ((), None, None)
+
+
+def test_an_admin_retrain_rejected_keeps_a_young_model_trading() -> None:
+    active = SymbolRecord(
+        symbol="X", state=SymbolState.ACTIVE, model_version="v1", model_trained_at=NOW - DAY_S
+    )
+    result = step(active, rejected(), POLICY)
+    assert result.record.state is SymbolState.ACTIVE
+    assert result.record.gate_reasons == REASONS and result.record.rejected_at is None
+    assert "still trading on model v1 (1.0 days old <= 7 maximum)" in (result.note or "")
+    # it ages past max_model_age before the retry time: still no retrain until new data
+    aged = msgspec.structs.replace(result.record, model_trained_at=NOW - 8 * DAY_S)
+    assert not step(aged, Evaluate(facts(900, now=NOW + 3600)), POLICY).start_training
+    assert step(aged, Evaluate(facts(901, now=NOW + DAY_S)), POLICY).start_training
+
+
+def test_an_expired_model_whose_retrain_is_rejected_stops_trading_for_good() -> None:
+    active = SymbolRecord(
+        symbol="X", state=SymbolState.ACTIVE, model_version="v1", model_trained_at=NOW - 8 * DAY_S
+    )
+    no_edge = step(active, rejected(), POLICY).record
+    assert no_edge.state is SymbolState.NO_EDGE and no_edge.model_version == "v1"
+    assert no_edge.reason.startswith("model v1 expired and its retrain has no edge: ")
+    # the retry fails: backing off must not bring the expired model back
+    training = step(no_edge, Evaluate(facts(901, now=NOW + DAY_S)), POLICY).record
+    waiting = step(training, TrainingOutcome(now=NOW + DAY_S, ok=False, error="boom"), POLICY)
+    assert waiting.record.state is SymbolState.RETRY_WAIT
+    later = step(waiting.record, Evaluate(facts(902, now=NOW + 2 * DAY_S)), POLICY)
+    assert later.record.state is SymbolState.TRAINING and later.start_training
+    # nor does a restart while the retry trains (no trainer alive)
+    restarted = step(training, Evaluate(facts(901, now=NOW + DAY_S + 60)), POLICY)
+    assert restarted.record.state is SymbolState.TRAINING and restarted.start_training
+
+
+def test_a_no_edge_symbol_back_in_the_universe_still_waits() -> None:
+    no_edge = step(SymbolRecord(symbol="X", state=SymbolState.TRAINING), rejected(), POLICY).record
+    retired = step(no_edge, Evaluate(facts(100, now=NOW + 60, in_universe=False)), POLICY)
+    assert retired.record.state is SymbolState.RETIRED
+    back = step(retired.record, Evaluate(facts(100, now=NOW + 3600)), POLICY)
+    assert back.record.state is SymbolState.NO_EDGE and not back.start_training
+    blocked = step(no_edge, ManualBlock(NOW + 60, "why"), POLICY).record
+    unblocked = step(blocked, ManualUnblock(NOW + 120), POLICY).record
+    again = step(unblocked, Evaluate(facts(100, now=NOW + 120)), POLICY)
+    assert again.record.state is SymbolState.NO_EDGE and not again.start_training
+
+
+def test_retry_after_must_be_positive() -> None:
+    with pytest.raises(ValueError, match=r"promotion\.retry_after_days must be > 0, got 0"):
+        msgspec.structs.replace(POLICY, retry_after_s=0.0)
+
+
 # --- properties ------------------------------------------------------------------
 
 states = st.sampled_from(list(SymbolState))
@@ -178,6 +277,9 @@ records = st.builds(
     model_version=st.one_of(st.none(), st.just("v000001")),
     model_trained_at=maybe_time,
     eligible_at=maybe_time,
+    gate_reasons=st.sampled_from([(), ("no edge",)]),
+    rejected_at=maybe_time,
+    retry_at=maybe_time,
 )
 fact_s = st.builds(
     Facts,
@@ -196,6 +298,13 @@ events = st.one_of(
     st.builds(ManualBlock, st.floats(NOW, NOW + DAY_S), st.just("why")),
     st.builds(ManualUnblock, st.floats(NOW, NOW + DAY_S)),
     st.builds(ModelLost, st.floats(NOW, NOW + DAY_S), st.just("v000001")),
+    st.builds(
+        ModelRejected,
+        st.floats(NOW, NOW + DAY_S),
+        st.floats(NOW - DAY_S, NOW),
+        st.floats(NOW - DAY_S, NOW),
+        st.just(("no edge",)),
+    ),
 )
 
 
@@ -261,3 +370,12 @@ def test_stale_model_with_unknown_history_keeps_trading_without_retraining() -> 
     record = SymbolRecord(symbol="X", model_version="v1", model_trained_at=NOW - 30 * DAY_S)
     result = step(record, Evaluate(facts(None)), POLICY)
     assert result.record.state is SymbolState.ACTIVE and not result.start_training
+
+
+@given(records, fact_s)
+def test_no_edge_never_trains_before_its_retry_time(record: SymbolRecord, f: Facts) -> None:
+    no_edge = msgspec.structs.replace(record, state=SymbolState.NO_EDGE)
+    result = step(no_edge, Evaluate(f), POLICY)
+    if no_edge.retry_at is None or no_edge.retry_at > f.now:
+        assert not result.start_training
+        assert result.record.state in (SymbolState.NO_EDGE, SymbolState.RETIRED)

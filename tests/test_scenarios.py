@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -32,14 +31,6 @@ from actors.messages import (
 )
 from policy.lifecycle import DAY_S, SymbolState
 from tests.harness import T0, Bot
-
-
-@pytest.fixture
-def bots(tmp_path: Path) -> Iterator[list[Bot]]:
-    made: list[Bot] = []
-    yield made
-    for bot in made:
-        bot.stop()
 
 
 def start(bots: list[Bot], tmp_path: Path, symbols: list[str], **sections: object) -> Bot:

@@ -386,11 +386,20 @@ def test_report_and_summary_files(one_day_twice: tuple[Summary, Summary], tmp_pa
         *("invariant_violations", "orders", "fills", "final_equity", "max_drawdown", "symbols"),
     }
     assert required <= set(decoded)
+    assert {"fees_quote", "round_trips", "win_rate", "buy_hold_return_pct"} <= set(decoded)
     per_symbol = {"final_state", "trainings_started", "trainings_failed", "became_active_at"}
-    assert per_symbol | {"orders", "pnl"} <= set(decoded["symbols"]["BTC/USDT"])
+    per_symbol |= {"fees_quote", "round_trips", "net_pnl", "buy_hold_return_pct", "gate"}
+    assert per_symbol | {"orders", "pnl", "trades_per_day"} <= set(decoded["symbols"]["BTC/USDT"])
+    btc = summary.symbols["BTC/USDT"]
+    assert btc.gate is not None and btc.gate.promoted and btc.gate.version is not None
+    assert btc.round_trips > 0 and btc.fees_quote > 0
+    assert summary.fees_quote == pytest.approx(sum(x.fees_quote for x in summary.symbols.values()))
+    sides = [m.side for m in btc.trades]
+    if sides.count("buy") == sides.count("sell"):  # flat at the end: all it made was sold
+        assert btc.net_pnl == pytest.approx(btc.pnl, abs=1e-4)
     assert msgspec.json.decode(json_path.read_bytes(), type=Summary) == summary
     page = html_path.read_text()
-    assert page.count('src="data:image/png;base64,') == 2
+    assert page.count('src="data:image/png;base64,') == 3  # equity, lifecycle, prices
     assert "every invariant held" in page and "USDC/USDT" in page
     digest = format_summary(summary)
     assert "duplicate_trainings: 0" in digest and "invariant_violations: none" in digest

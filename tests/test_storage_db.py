@@ -18,6 +18,8 @@ from storage.db import (
     Migration,
     ModelVersionRow,
     ModelVersions,
+    RejectedModelRow,
+    RejectedModels,
     SqliteLedger,
     StorageError,
     SymbolStore,
@@ -229,6 +231,9 @@ def test_every_field_of_a_lifecycle_record_is_stored(db: Database) -> None:
         model_version="v000003",
         model_trained_at=0.5,
         last_error="boom",
+        gate_reasons=("AUC 0.49 < 0.50",),
+        rejected_at=1.0,
+        retry_at=86_401.0,
     )
     assert all(v is not None for v in msgspec.structs.astuple(record))  # every field set
     symbols.save(msgspec.to_builtins(record))
@@ -240,6 +245,64 @@ def test_a_record_field_without_a_column_is_refused_not_dropped(db: Database) ->
     with pytest.raises(StorageError, match="no column for muted"):
         symbols.save({"symbol": "X/USDT", "state": "NEW", "reason": "r", "since": 0.0, "muted": 1})
     assert symbols.load() == []
+
+
+def test_a_schema_1_database_gains_the_promotion_gate_and_keeps_its_rows(tmp_path: Path) -> None:
+    path = tmp_path / "tradeactors.db"
+    old = Database.open(path, migrations=MIGRATIONS[:1])
+    symbols = SymbolStore(old)
+    with old.transaction() as conn:  # a schema 1 row, written as the old code wrote it
+        conn.execute(
+            "INSERT INTO symbols (symbol, state, reason, since) VALUES ('BTC/USDT', 'ACTIVE', "
+            "'model v000001 published', 5.0)"
+        )
+    symbols.attempt_started("BTC/USDT", 1.0)
+    symbols.attempt_finished("BTC/USDT", 2.0, ok=True, version="v000001")
+    old.close()
+
+    db = Database.open(path)
+    symbols = SymbolStore(db)
+    assert db.schema_version() == 2
+    assert records(symbols) == [
+        SymbolRecord(
+            symbol="BTC/USDT", state=SymbolState.ACTIVE, reason="model v000001 published", since=5.0
+        )
+    ]
+    no_edge = SymbolRecord(
+        symbol="BTC/USDT",
+        state=SymbolState.NO_EDGE,
+        reason="no edge: AUC 0.49 < 0.50; retry after ...",
+        since=9.0,
+        gate_reasons=("net return -0.4 % <= 0 %", "AUC 0.49 < 0.50"),
+        rejected_at=8.0,
+        retry_at=86_408.0,
+    )
+    symbols.save(msgspec.to_builtins(no_edge))
+    symbols.attempt_started("BTC/USDT", 3.0)
+    symbols.attempt_finished("BTC/USDT", 4.0, ok=True, rejected=True, fit_seconds=0.5)
+    rejected = RejectedModelRow(
+        symbol="BTC/USDT",
+        trained_at_ms=3000,
+        window_end_ms=2940,
+        recorded_at=4.0,
+        reasons=list(no_edge.gate_reasons),
+        metrics={"auc": 0.49},
+        path="rejected/BTC-USDT-3000",
+    )
+    RejectedModels(db).record(rejected)
+    db.close()
+
+    db = Database.open(path)
+    symbols = SymbolStore(db)
+    assert records(symbols) == [no_edge]
+    attempts = symbols.attempts("BTC/USDT")
+    assert [(a.id, a.outcome, a.version) for a in attempts] == [
+        (1, "succeeded", "v000001"),
+        (2, "rejected", None),
+    ]
+    assert RejectedModels(db).rejected("BTC/USDT") == [rejected]
+    assert RejectedModels(db).rejected("ETH/USDT") == []
+    db.close()
 
 
 # --- refusing a damaged or foreign file ----------------------------------------------------
@@ -366,7 +429,8 @@ def test_check_and_backup_from_the_command_line(
     assert main(["backup", str(db.path), str(backup)]) == 0  # while the bot holds it open
     assert main(["check", str(backup)]) == 0
     out = capsys.readouterr().out
-    assert f"{backup}: ok, schema 1, 1 orders" in out and "1 orders to reconcile" in out
+    schema = MIGRATIONS[-1].version
+    assert f"{backup}: ok, schema {schema}, 1 orders" in out and "1 orders to reconcile" in out
     copy = Database.open(backup)
     assert SqliteLedger(copy).get("ta1") == ledger.get("ta1")
     copy.close()

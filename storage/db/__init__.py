@@ -10,6 +10,7 @@ against a second bot); each owner gets its own repository over it:
     sqlite_ledger.py   SqliteLedger (trader): orders, fills, positions, trader values
     symbols.py         SymbolStore (coverage): symbol records, training attempts
     model_versions.py  ModelVersions (model store): the versions it promoted
+    rejected_models.py RejectedModels (model store): models the promotion gate refused
     cli.py             python -m storage.db check|backup (safe while the bot runs)
 
 The names below are what the rest of the bot imports from `storage.db`.
@@ -18,6 +19,7 @@ The names below are what the rest of the bot imports from `storage.db`.
 from storage.db.database import FILE_NAME, Database
 from storage.db.file import StorageError
 from storage.db.model_versions import ModelVersionRow, ModelVersions
+from storage.db.rejected_models import RejectedModelRow, RejectedModels
 from storage.db.schema import MIGRATIONS, Migration
 from storage.db.sqlite_ledger import SqliteLedger
 from storage.db.symbols import StoredRecord, SymbolStore, TrainingAttempt
@@ -29,6 +31,8 @@ __all__ = [
     "Migration",
     "ModelVersionRow",
     "ModelVersions",
+    "RejectedModelRow",
+    "RejectedModels",
     "SqliteLedger",
     "StorageError",
     "StoredRecord",

@@ -103,6 +103,42 @@ MIGRATIONS: tuple[Migration, ...] = (
             )""",
         ),
     ),
+    Migration(
+        2,
+        "promotion gate: symbols' verdicts, rejected training attempts, rejected models",
+        (
+            "ALTER TABLE symbols ADD COLUMN gate_reasons TEXT NOT NULL DEFAULT '[]'",
+            "ALTER TABLE symbols ADD COLUMN rejected_at REAL",
+            "ALTER TABLE symbols ADD COLUMN retry_at REAL",
+            # SQLite cannot alter a CHECK constraint: the table is rebuilt with 'rejected'.
+            """CREATE TABLE training_attempts_2 (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                symbol TEXT NOT NULL,
+                started_at REAL NOT NULL,
+                finished_at REAL,
+                outcome TEXT CHECK (outcome IN ('succeeded', 'failed', 'abandoned', 'rejected')),
+                version TEXT,
+                error TEXT,
+                fit_seconds REAL
+            )""",
+            "INSERT INTO training_attempts_2 SELECT id, symbol, started_at, finished_at, outcome, "
+            "version, error, fit_seconds FROM training_attempts",
+            "DROP TABLE training_attempts",
+            "ALTER TABLE training_attempts_2 RENAME TO training_attempts",
+            "CREATE INDEX training_attempts_by_symbol ON training_attempts (symbol, id)",
+            """CREATE TABLE rejected_models (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                symbol TEXT NOT NULL,
+                trained_at_ms INTEGER NOT NULL,
+                window_end_ms INTEGER NOT NULL,
+                recorded_at REAL NOT NULL,
+                reasons TEXT NOT NULL,
+                metrics TEXT NOT NULL,
+                path TEXT
+            )""",
+            "CREATE INDEX rejected_models_by_symbol ON rejected_models (symbol, id)",
+        ),
+    ),
 )
 
 

@@ -17,6 +17,7 @@ needs a migration) instead of being dropped.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Collection, Mapping
 from typing import Any
 
@@ -28,13 +29,16 @@ from storage.db.rows import columns, from_row
 
 StoredRecord = dict[str, Any]  # a record's encoded form: field name -> str | int | float | None
 
+# Columns that hold a list (e.g. the promotion gate's reasons), kept as JSON text.
+JSON_COLUMNS = frozenset({"gate_reasons"})
+
 
 class TrainingAttempt(msgspec.Struct, frozen=True, kw_only=True):
     id: int
     symbol: str
     started_at: float
     finished_at: float | None = None
-    outcome: str | None = None  # None while running; succeeded | failed | abandoned
+    outcome: str | None = None  # None while running; succeeded | failed | abandoned | rejected
     version: str | None = None
     error: str | None = None
     fit_seconds: float | None = None
@@ -50,7 +54,11 @@ class SymbolStore:
     def load(self) -> list[StoredRecord]:
         """Every saved record's encoded form, by symbol."""
         rows = self.db.query(f"SELECT {', '.join(self.columns)} FROM symbols ORDER BY symbol")
-        return [dict(zip(self.columns, r, strict=True)) for r in rows]
+        records = [dict(zip(self.columns, r, strict=True)) for r in rows]
+        for record in records:
+            for name in JSON_COLUMNS.intersection(record):
+                record[name] = json.loads(record[name])
+        return records
 
     def save(self, fields: Mapping[str, Any]) -> None:
         """Save (or replace) a record from its encoded form, e.g. `msgspec.to_builtins(record)`."""
@@ -65,7 +73,7 @@ class SymbolStore:
             conn.execute(
                 f"INSERT OR REPLACE INTO symbols ({', '.join(names)}) "
                 f"VALUES ({', '.join('?' for _ in names)})",
-                [fields[n] for n in names],
+                [json.dumps(list(fields[n])) if n in JSON_COLUMNS else fields[n] for n in names],
             )
 
     def attempt_started(self, symbol: str, at: float) -> int:
@@ -83,9 +91,13 @@ class SymbolStore:
         version: str | None = None,
         error: str | None = None,
         fit_seconds: float | None = None,
+        rejected: bool = False,
     ) -> None:
-        """Close the symbol's running attempt (or record one, if none is open)."""
-        outcome = "succeeded" if ok else "failed"
+        """Close the symbol's running attempt (or record one, if none is open).
+
+        `rejected`: the fit succeeded but the promotion gate refused the model.
+        """
+        outcome = "rejected" if rejected else "succeeded" if ok else "failed"
         with self.db.transaction() as conn:
             open_ids = conn.execute(
                 "SELECT id FROM training_attempts WHERE symbol = ? AND finished_at IS NULL "
