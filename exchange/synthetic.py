@@ -32,6 +32,7 @@ import numpy as np
 import numpy.typing as npt
 
 from core.timeframes import DAY_MS, MINUTE_MS, timeframe_ms
+from exchange.ohlcv import aggregate
 from exchange.types import ExchangeError, Ticker
 
 __all__ = [
@@ -260,6 +261,10 @@ class SyntheticMarket:
     def spec(self, symbol: str) -> SymbolSpec:
         return self._model(symbol).spec
 
+    def reference_price(self, symbol: str) -> float:
+        """The price scale of `symbol` (the paper exchange sizes its amount steps by it)."""
+        return self._model(symbol).spec.start_price
+
     def listed_ms(self, symbol: str) -> int:
         """Open time of the symbol's first candle: anchor - listed days, minute aligned."""
         return self._model(symbol).listed_ms
@@ -370,20 +375,7 @@ class SyntheticMarket:
             )
         first = -(-int(start_ms) // tf) * tf
         last = -(-int(end_ms) // tf) * tf
-        minutes = self.candles(symbol, first, last)
-        if len(minutes) == 0:
-            return minutes
-        buckets = minutes[:, 0].astype(np.int64) // tf
-        starts = np.flatnonzero(np.concatenate(([True], buckets[1:] != buckets[:-1])))
-        ends = np.concatenate((starts[1:], [len(minutes)])) - 1
-        out = np.empty((len(starts), 6), dtype=np.float64)
-        out[:, 0] = buckets[starts] * tf
-        out[:, 1] = minutes[starts, 1]
-        out[:, 2] = np.maximum.reduceat(minutes[:, 2], starts)
-        out[:, 3] = np.minimum.reduceat(minutes[:, 3], starts)
-        out[:, 4] = minutes[ends, 4]
-        out[:, 5] = np.add.reduceat(minutes[:, 5], starts)
-        return out
+        return aggregate(self.candles(symbol, first, last), tf)
 
     def last_closed(self, symbol: str, now_ms: int) -> FloatArray | None:
         """The latest base candle closed at `now_ms` (row of 6), or None before the first."""
