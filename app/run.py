@@ -36,7 +36,9 @@ def run(settings_path: str, clock: RealClock | None = None) -> int:
     log.info(
         "tradeactors starting: exchange %s (%s), data in %s",
         ex.kind,
-        f"{ex.market} market" if ex.kind == "paper" else f"{ex.id} {ex.mode}",
+        (f"{ex.market} market" + (f" of {ex.id}" if ex.market == "live" else ""))
+        if ex.kind == "paper"
+        else f"{ex.id} {ex.mode}",
         Path(settings.data_dir).resolve(),
     )
     # BLAS is capped process-wide here; OpenMP limits are per thread, so
