@@ -3,6 +3,8 @@
     python supervisor.py [--settings FILE]     run the bot (paper + synthetic market by default)
     python supervisor.py shell [-c CMD]        the admin shell (docs/admin.md)
     python supervisor.py simulate --days N     the same actors on virtual time, with a report
+    python supervisor.py download [...]        real history into the candle cache (no keys)
+    python supervisor.py backtest [...]        the same actors over stored real candles
 
 The supervisor is the only module that knows every actor. It starts the model
 store, the coverage actor and the trader (in that order), hands each the
@@ -26,7 +28,9 @@ import sys
 from pathlib import Path
 
 from admin.shell import DEFAULT_HISTORY, run_shell
+from app import download
 from app.run import run
+from simulation import backtest
 from simulation import runner as simulation
 from simulation.simulate import simulate
 
@@ -42,6 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     simulation.add_parser(commands)
+    backtest.add_parser(commands)
+    download.add_parser(commands)
     shell = commands.add_parser(
         "shell",
         help="the admin shell: steer the running bot",
@@ -62,6 +68,10 @@ def main(argv: list[str] | None = None) -> int:
         return run_shell(args.settings, args.shell_command, args.json, args.url, history)
     if args.command == "simulate":
         return simulation.command(args, simulate)
+    if args.command == "backtest":
+        return backtest.command(args)
+    if args.command == "download":
+        return download.command(args)
     return run(args.settings)
 
 

@@ -101,6 +101,7 @@ def test_gaps_stay_gaps_and_a_fill_in_a_gap_takes_the_last_price_that_traded(mar
         pytest.approx(inside[:, 5].sum()),
     ]
 
+
 def test_paper_orders_on_btc_pairs_use_btc_sized_rules(market) -> None:
     eth = market.rows("ETH/BTC")
     now = [int(eth[100, 0])]
