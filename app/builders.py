@@ -18,7 +18,7 @@ from app.system import System
 from config.settings import Settings, SettingsError
 from core.durable import write_atomically
 from exchange.live import LivePaperExchange
-from exchange.paper import PaperExchange
+from exchange.paper import PaperExchange, PaperMarket
 from exchange.port import ExchangePort
 from exchange.synthetic import SyntheticMarket
 from exchange.types import ExchangeError, TransientExchangeError
@@ -35,15 +35,23 @@ def build_exchange(settings: Settings, clock: Clock) -> ExchangePort:
         return build_live_paper_exchange(settings, clock)
     anchor_ms = _paper_anchor(Path(settings.data_dir), clock)
     market = SyntheticMarket(anchor_ms=anchor_ms, seed=settings.exchange.seed)
+    # orders and balances survive a restart, so reconciliation has something to check
+    return paper_exchange(market, settings, clock, Path(settings.data_dir) / "paper" / "state.json")
+
+
+def paper_exchange(
+    market: PaperMarket, settings: Settings, clock: Clock, state_path: Path | None = None
+) -> PaperExchange:
+    """The paper exchange on `market`, with the settings' balance, fees and slippage."""
+    ex = settings.exchange
     return PaperExchange(
         market,
         now_ms=lambda: int(clock.now() * 1000),
-        quote=settings.exchange.quote,
-        starting_balance=settings.exchange.starting_balance,
-        fee_rate=settings.exchange.fee_rate,
-        slippage_bps=settings.exchange.slippage_bps,
-        # orders and balances survive a restart, so reconciliation has something to check
-        state_path=Path(settings.data_dir) / "paper" / "state.json",
+        quote=ex.quote,
+        starting_balance=ex.starting_balance,
+        fee_rate=ex.fee_rate,
+        slippage_bps=ex.slippage_bps,
+        state_path=state_path,
     )
 
 
@@ -143,9 +151,7 @@ def build_live_paper_exchange(settings: Settings, clock: Clock) -> ExchangePort:
     try:  # a corrupt state file stops the start (exit 3), as on the synthetic market
         exchange.paper()
     except TransientExchangeError as exc:
-        log.warning(
-            "%s does not answer at start (%s); paper orders wait until it does", ex.id, exc
-        )
+        log.warning("%s does not answer at start (%s); paper orders wait until it does", ex.id, exc)
     return exchange
 
 

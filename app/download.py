@@ -49,6 +49,8 @@ class Downloaded:
     first_ms: int | None
     last_ms: int | None
     gaps: list[Gap] = field(default_factory=list)
+    # the cache already started at first_ms: older history cannot be added (it only appends)
+    cache_file: Path | None = None
 
     @property
     def missing(self) -> int:
@@ -68,7 +70,12 @@ def describe(d: Downloaded, timeframe: str, since_ms: int) -> str:
         f"{utc_minute(d.first_ms)} to {utc_minute(d.last_ms)}"
     )
     if d.first_ms > since_ms + timeframe_ms(timeframe):
-        text += " (the history starts there)"
+        text += (
+            " (the history starts there)"
+            if d.cache_file is None
+            else f" (the cache starts there: it only appends; delete {d.cache_file} to "
+            "download older history)"
+        )
     if d.gaps:
         longest = max(d.gaps, key=lambda g: g.missing)
         text += (
@@ -137,28 +144,32 @@ def download_all(
     since_ms: int,
     until_ms: int,
     stream: TextIO,
+    bars: TextIO,
 ) -> list[Downloaded]:
-    """Fill the cache with each symbol's candles in [since_ms, until_ms), resuming."""
+    """Fill the cache with each symbol's candles in [since_ms, until_ms), resuming: a
+    progress bar per symbol on `bars`, a line of what is stored on `stream`."""
     tf = timeframe_ms(timeframe)
     done = []
     for symbol in symbols:
         last = cache.last_time_ms(exchange.name, symbol, timeframe)
         cursor = since_ms if last is None else last + tf
-        bar = _Bar(symbol, max(0, math.ceil((until_ms - cursor) / tf)), stream)
+        bar = _Bar(symbol, max(0, math.ceil((until_ms - cursor) / tf)), bars)
         try:
-            before = len(cache.read(exchange.name, symbol, timeframe))
+            before = cache.read(exchange.name, symbol, timeframe)
             rows = download(cache, exchange, symbol, timeframe, since_ms, until_ms, progress=bar)
         finally:
             bar.close()
         times = rows[:, 0]
+        late_cache = len(before) > 0 and before[0, 0] > since_ms
         done.append(
             Downloaded(
                 symbol=symbol,
-                new=len(cache.read(exchange.name, symbol, timeframe)) - before,
+                new=len(cache.read(exchange.name, symbol, timeframe)) - len(before),
                 stored=len(rows),
                 first_ms=int(times[0]) if len(rows) else None,
                 last_ms=int(times[-1]) if len(rows) else None,
                 gaps=find_gaps(times, tf),
+                cache_file=cache.path(exchange.name, symbol, timeframe) if late_cache else None,
             )
         )
         print(describe(done[-1], timeframe, since_ms), file=stream, flush=True)
@@ -175,8 +186,13 @@ def run_download(
     now_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
     stream: TextIO | None = None,
 ) -> int:
-    """The download command after its arguments were read; the exit code."""
-    out = stream if stream is not None else sys.stderr
+    """The download command after its arguments were read; the exit code.
+
+    What was stored goes to `stream` (default stdout); progress bars and errors to
+    `stream` (default stderr).
+    """
+    out = stream if stream is not None else sys.stdout
+    err = stream if stream is not None else sys.stderr
     timeframe = timeframe or settings.timeframe
     days = settings.training.window_days if days is None else days
     try:
@@ -185,7 +201,7 @@ def run_download(
             raise SettingsError(f"--days must be > 0, got {days:g}")
         exchange = build_public_exchange(settings, now_ms, max_retries=MAX_RETRIES)
     except (SettingsError, ValueError) as exc:
-        print(f"download: {exc}", file=out)
+        print(f"download: {exc}", file=err)
         return 2
     where = settings.exchange.base_url or settings.exchange.id
     try:
@@ -199,15 +215,15 @@ def run_download(
             file=out,
             flush=True,
         )
-        results = download_all(exchange, cache, chosen, timeframe, since, until, out)
+        results = download_all(exchange, cache, chosen, timeframe, since, until, out, err)
     except SettingsError as exc:
-        print(f"download: {exc}", file=out)
+        print(f"download: {exc}", file=err)
         return 2
     except TransientExchangeError as exc:
-        print(f"download: cannot reach {where}: {exc}", file=out)
+        print(f"download: cannot reach {where}: {exc}", file=err)
         return 1
     except (ExchangeError, OSError) as exc:
-        print(f"download: {where}: {exc}", file=out)
+        print(f"download: {where}: {exc}", file=err)
         return 1
     finally:
         exchange.close()

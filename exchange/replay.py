@@ -22,7 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from core.timeframes import DAY_MS, timeframe_ms
-from exchange.ohlcv import aggregate
+from exchange.ohlcv import resample, tickers_of
 from exchange.types import ExchangeError, Ticker
 
 FloatArray = npt.NDArray[np.float64]
@@ -138,16 +138,13 @@ class ReplayMarket:
     def ohlcv(self, symbol: str, timeframe: str | int, start_ms: int, end_ms: int) -> FloatArray:
         """Candles of `timeframe` (a multiple of the data's) with open time in [start_ms, end_ms),
         aggregated from the stored ones on buckets aligned to multiples of the timeframe."""
-        tf = timeframe_ms(timeframe) if isinstance(timeframe, str) else int(timeframe)
-        if tf == self.base_ms:
-            return self.candles(symbol, start_ms, end_ms)
-        if tf <= 0 or tf % self.base_ms != 0:
-            raise ValueError(
-                f"{symbol}: timeframe of {tf} ms is not a multiple of the data's {self.base_ms} ms"
-            )
-        first = -(-int(start_ms) // tf) * tf
-        last = -(-int(end_ms) // tf) * tf
-        return aggregate(self.candles(symbol, first, last), tf)
+        return resample(
+            lambda start, end: self.candles(symbol, start, end),
+            self.base_ms,
+            timeframe,
+            start_ms,
+            end_ms,
+        )
 
     def last_closed(self, symbol: str, now_ms: int) -> FloatArray | None:
         """The latest candle closed at `now_ms` (row of 6), or None before the first.
@@ -168,14 +165,4 @@ class ReplayMarket:
 
     def tickers(self, now_ms: int) -> dict[str, Ticker]:
         """Tickers of the symbols with a closed candle at `now_ms`; `last` is its close."""
-        out: dict[str, Ticker] = {}
-        for symbol in self._rows:
-            row = self.last_closed(symbol, now_ms)
-            if row is None:
-                continue
-            out[symbol] = Ticker(
-                symbol=symbol,
-                last=float(row[4]),
-                quote_volume=self.quote_volume_24h(symbol, now_ms),
-            )
-        return out
+        return tickers_of(self, self._rows, now_ms)

@@ -32,7 +32,7 @@ import numpy as np
 import numpy.typing as npt
 
 from core.timeframes import DAY_MS, MINUTE_MS, timeframe_ms
-from exchange.ohlcv import aggregate
+from exchange.ohlcv import resample, tickers_of
 from exchange.types import ExchangeError, Ticker
 
 __all__ = [
@@ -366,16 +366,13 @@ class SyntheticMarket:
         timeframe since the epoch. The bucket containing the listing starts at its
         aligned time (possibly before `listed_ms`) and holds only the listed minutes.
         """
-        tf = timeframe_ms(timeframe) if isinstance(timeframe, str) else int(timeframe)
-        if tf == self.base_ms:
-            return self.candles(symbol, start_ms, end_ms)
-        if tf <= 0 or tf % self.base_ms != 0:
-            raise ValueError(
-                f"timeframe of {tf} ms is not a multiple of the base {self.base_ms} ms"
-            )
-        first = -(-int(start_ms) // tf) * tf
-        last = -(-int(end_ms) // tf) * tf
-        return aggregate(self.candles(symbol, first, last), tf)
+        return resample(
+            lambda start, end: self.candles(symbol, start, end),
+            self.base_ms,
+            timeframe,
+            start_ms,
+            end_ms,
+        )
 
     def last_closed(self, symbol: str, now_ms: int) -> FloatArray | None:
         """The latest base candle closed at `now_ms` (row of 6), or None before the first."""
@@ -395,16 +392,4 @@ class SyntheticMarket:
 
         `last` is the close of the latest closed base candle.
         """
-        out: dict[str, Ticker] = {}
-        for symbol in self._models:
-            if not self.is_open(symbol, now_ms):
-                continue
-            row = self.last_closed(symbol, now_ms)
-            if row is None:
-                continue
-            out[symbol] = Ticker(
-                symbol=symbol,
-                last=float(row[4]),
-                quote_volume=self.quote_volume_24h(symbol, now_ms),
-            )
-        return out
+        return tickers_of(self, self._models, now_ms)

@@ -42,12 +42,11 @@ from threadpoolctl import threadpool_limits
 
 from actors.clock import VirtualClock
 from actors.messages import SignalProduced
-from app.builders import public_data_name
+from app.builders import paper_exchange, public_data_name
 from app.supervision import Supervisor
 from app.system import System
 from config.settings import Settings, SettingsError, load_settings
 from core.timeframes import timeframe_ms
-from exchange.paper import PaperExchange
 from exchange.port import ExchangePort
 from exchange.replay import ReplayMarket
 from policy.lifecycle import DAY_S
@@ -178,17 +177,9 @@ def backtest_settings(settings: Settings, market: ReplayMarket, data_dir: str) -
     )
 
 
-def paper_exchange(settings: Settings, clock: VirtualClock, market: ReplayMarket) -> ExchangePort:
+def replay_exchange(settings: Settings, clock: VirtualClock, market: ReplayMarket) -> ExchangePort:
     """The backtest's exchange: the paper exchange trading on the replayed candles."""
-    ex = settings.exchange
-    return PaperExchange(
-        market,
-        now_ms=lambda: int(clock.now() * 1000),
-        quote=ex.quote,
-        starting_balance=ex.starting_balance,
-        fee_rate=ex.fee_rate,
-        slippage_bps=ex.slippage_bps,
-    )
+    return paper_exchange(market, settings, clock)
 
 
 def start_s(settings: Settings, window: Window) -> float:
@@ -226,7 +217,7 @@ def backtest(
     workers: int | None = None,
     clock: VirtualClock | None = None,
     on_step: Callable[[float, float], None] | None = None,
-    exchange: ExchangeFactory = paper_exchange,
+    exchange: ExchangeFactory = replay_exchange,
 ) -> Backtest:
     """Replay `market` through the whole bot over `window` (default: all of it).
 

@@ -229,7 +229,7 @@ def lifecycle_png(summary: Summary) -> str:
             1.01,
             row,
             f"{runs} training{'' if runs == 1 else 's'}{failed}, {sym.orders} orders, "
-            f"pnl {sym.pnl:+,.0f}",
+            f"pnl {sym.pnl:+,.4g}",  # 4 digits: USDT or BTC amounts
             transform=edge,
             va="center",
             fontsize=8,

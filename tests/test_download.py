@@ -73,6 +73,16 @@ def test_download_resumes_and_fetches_only_what_is_new(tmp_path: Path) -> None:
     assert "BTC/USDT: 576 5m candles (576 new)" in text and "; no gaps" in text
     assert "BTC/USDT: 576 5m candles (12 new)" in again.getvalue()
     assert "Done: 24 new candles" in again.getvalue()
+    # more days than the cache holds: it cannot prepend, and says so
+    with FakeBinance(market_ms=lambda: now[0]) as fake:
+        more = io.StringIO()
+        settings = settings_for(fake.url, tmp_path)
+        code = run_download(settings, now_ms=lambda: now[0], stream=more, **{**args, "days": 3})
+    assert code == 0
+    path = cache.path("binance", "BTC/USDT", "5m")
+    assert f"(the cache starts there: it only appends; delete {path} to download older" in (
+        more.getvalue()
+    )
 
 
 def test_gaps_in_the_exchanges_data_are_reported(tmp_path: Path) -> None:
