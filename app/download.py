@@ -259,8 +259,6 @@ def add_parser(commands: Any) -> None:
 
 
 def command(args: Any) -> int:
-    # the exchange's retry warnings would add lines to the one that says what failed
-    logging.getLogger("tradeactors.exchange").setLevel(logging.ERROR)
     try:
         settings = load_settings(args.settings)
     except SettingsError as exc:
@@ -270,6 +268,13 @@ def command(args: Any) -> int:
         print(f"download: --top must be >= 1, got {args.top}", file=sys.stderr)
         return 2
     symbols = [s.strip() for s in args.symbols.split(",") if s.strip()] if args.symbols else None
-    return run_download(
-        settings, symbols=symbols, top=args.top, days=args.days, timeframe=args.timeframe
-    )
+    # the exchange's retry warnings would add lines to the one that says what failed
+    exchange_log = logging.getLogger("tradeactors.exchange")
+    level = exchange_log.level
+    exchange_log.setLevel(logging.ERROR)
+    try:
+        return run_download(
+            settings, symbols=symbols, top=args.top, days=args.days, timeframe=args.timeframe
+        )
+    finally:
+        exchange_log.setLevel(level)

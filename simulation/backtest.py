@@ -563,13 +563,7 @@ def command(args: Any) -> int:
             None if args.end is None else parse_utc(args.end),
         )
         backtest_settings(settings, market, settings.data_dir)  # refuse bad settings now
-    except (SettingsError, CandleFileError, BacktestError) as exc:
-        print(f"backtest: {exc}", file=sys.stderr)
-        return 2
-    except msgspec.ValidationError as exc:  # --timeframe the settings do not allow
-        print(f"backtest: --timeframe: {exc}", file=sys.stderr)
-        return 2
-    except ValueError as exc:  # timeframe_ms
+    except (SettingsError, CandleFileError, ValueError) as exc:  # BacktestError, a timeframe
         print(f"backtest: {exc}", file=sys.stderr)
         return 2
     out = Path(args.out)

@@ -4,6 +4,7 @@ resumable, gaps reported, one line and exit 1 when the exchange cannot be reache
 from __future__ import annotations
 
 import io
+import json
 import socket
 import subprocess
 import sys
@@ -85,7 +86,7 @@ def test_download_resumes_and_fetches_only_what_is_new(tmp_path: Path) -> None:
     )
 
 
-def test_gaps_in_the_exchanges_data_are_reported(tmp_path: Path) -> None:
+def test_gaps_are_reported_and_the_download_can_be_backtested(tmp_path: Path) -> None:
     _, series = read_candle_folder(REALDATA, "5m", ["ADA/BTC", "ETH/BTC"])
     market = ReplayMarket(series, "5m")
     end = market.end_ms("ETH/BTC")
@@ -106,6 +107,22 @@ def test_gaps_in_the_exchanges_data_are_reported(tmp_path: Path) -> None:
     )
     cache = CandleCache(tmp_path / "candles")
     assert np.allclose(cache.read("binance", "ADA/BTC", "5m"), series["ADA/BTC"], rtol=1e-9)
+
+    # and backtest what was downloaded: the cache is the default source
+    settings_file = tmp_path / "bt.yaml"
+    settings_file.write_text(
+        f"data_dir: {tmp_path}\ntimeframe: 5m\nexchange: {{quote: BTC, starting_balance: 1.0}}\n"
+        "coverage: {min_history_days: 7.5}\ntraining: {window_days: 7.5, max_iter: 30}\n"
+        "trading: {stake_quote: 0.1}\n"
+    )
+    out = tmp_path / "out"
+    argv = ["backtest", "--settings", str(settings_file), "--symbols", "ETH/BTC"]
+    argv += ["--from", "2018-01-17T18:00", "--to", "2018-01-18", "--out", str(out)]
+    assert supervisor.main(argv) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["source"] == str(tmp_path / "candles" / "binance")
+    assert summary["candles"] == 72 and summary["invariant_violations"] == []
+    assert summary["symbols"]["ETH/BTC"]["final_state"] == "ACTIVE"
 
 
 def test_an_unreachable_exchange_is_one_line_and_exit_1(tmp_path: Path) -> None:
