@@ -4,6 +4,8 @@
                                                run the bot (paper + synthetic market by default)
     python supervisor.py shell [-c CMD]        the admin shell (docs/admin.md)
     python supervisor.py simulate --days N     the same actors on virtual time, with a report
+    python supervisor.py download [...]        real history into the candle cache (no keys)
+    python supervisor.py backtest [...]        the same actors over stored real candles
 
 This module is the command line only: it parses the arguments and dispatches.
 The bot itself is built and run by `app/` (app/system.py wires the actors,
@@ -24,8 +26,9 @@ import sys
 from pathlib import Path
 
 from admin.shell import DEFAULT_HISTORY, run_shell
-from app import __version__
+from app import __version__, download
 from app.run import run
+from simulation import backtest
 from simulation import cli as simulation_cli
 from simulation.simulate import simulate
 
@@ -46,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     simulation_cli.add_parser(commands)
+    backtest.add_parser(commands)
+    download.add_parser(commands)
     shell = commands.add_parser(
         "shell",
         help="the admin shell: steer the running bot",
@@ -68,6 +73,10 @@ def main(argv: list[str] | None = None) -> int:
         return run_shell(args.settings, args.shell_command, args.json, args.url, history)
     if args.command == "simulate":
         return simulation_cli.command(args)
+    if args.command == "backtest":
+        return backtest.command(args)
+    if args.command == "download":
+        return download.command(args)
     return run(args.settings, log_file=args.log_file)
 
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
@@ -15,10 +16,13 @@ from admin.server import AdminServer
 from app.system import System
 from config.settings import ExchangeSettings, Settings, SettingsError
 from core.durable import write_atomically
-from exchange.paper import PaperExchange
+from exchange.live import LivePaperExchange
+from exchange.paper import PaperExchange, PaperMarket
 from exchange.port import ExchangePort
 from exchange.synthetic import SyntheticMarket
-from exchange.types import ExchangeError
+from exchange.types import ExchangeError, TransientExchangeError
+
+log = logging.getLogger("tradeactors.supervisor")
 
 
 def build_exchange(settings: Settings, clock: Clock, keep_state: bool = True) -> ExchangePort:
@@ -28,6 +32,8 @@ def build_exchange(settings: Settings, clock: Clock, keep_state: bool = True) ->
         return build_ccxt_exchange(settings, clock, os.environ)
     if settings.exchange.kind != "paper":
         raise SettingsError(f"exchange.kind {settings.exchange.kind!r} is not available yet")
+    if settings.exchange.market == "live":
+        return build_live_paper_exchange(settings, clock)
     data_dir = Path(settings.data_dir)
     if not keep_state:
         market = SyntheticMarket(anchor_ms=int(clock.now() * 1000), seed=settings.exchange.seed)
@@ -44,7 +50,7 @@ def build_exchange(settings: Settings, clock: Clock, keep_state: bool = True) ->
 
 
 def build_paper_exchange(
-    market: SyntheticMarket,
+    market: PaperMarket,
     clock: Clock,
     settings: ExchangeSettings | None = None,
     state_path: Path | None = None,
@@ -100,6 +106,69 @@ def build_ccxt_exchange(
         )
     except ExchangeError as exc:
         raise SettingsError(f"exchange: {exc}") from None
+
+
+def public_data_mode(settings: Settings) -> Literal["sandbox", "demo", "live"]:
+    """Whose prices the public market data is: a ccxt bot's own venue (its testnet in
+    sandbox mode), else the production exchange."""
+    return settings.exchange.mode if settings.exchange.kind == "ccxt" else "live"
+
+
+def public_data_name(settings: Settings) -> str:
+    """The exchange name public data is cached under (as `CcxtExchange.name` spells it)."""
+    mode, exchange_id = public_data_mode(settings), settings.exchange.id
+    return exchange_id if mode == "live" else f"{exchange_id}-{mode}"
+
+
+def build_public_exchange(
+    settings: Settings, now_ms: Callable[[], int], max_retries: int = 4
+) -> ExchangePort:
+    """The exchange's public endpoints through ccxt, without keys (private calls would be
+    refused): markets, tickers and candles. SettingsError for an unknown exchange id."""
+    from exchange.ccxt_client import CcxtConfig
+    from exchange.ccxt_exchange import CcxtExchange
+    from exchange.credentials import Credentials
+    from exchange.retry import RetryPolicy
+
+    ex = settings.exchange
+    config = CcxtConfig(
+        exchange_id=ex.id,
+        mode=public_data_mode(settings),
+        base_url=ex.base_url,
+        quote=ex.quote,
+        timeout_ms=ex.timeout_ms,
+        retry=RetryPolicy(max_retries=max_retries),
+    )
+    try:
+        return CcxtExchange(
+            config,
+            Credentials("", ""),
+            now_ms=now_ms,
+            sleep=time.sleep,
+            monotonic=time.monotonic,
+        )
+    except ExchangeError as exc:
+        raise SettingsError(f"exchange: {exc}") from None
+
+
+def build_live_paper_exchange(settings: Settings, clock: Clock) -> ExchangePort:
+    """Paper fills on the public prices of `exchange.id` (docs/exchanges.md)."""
+    ex = settings.exchange
+    exchange = LivePaperExchange(
+        build_public_exchange(settings, lambda: int(clock.now() * 1000)),
+        timeframe=settings.timeframe,
+        now_ms=lambda: int(clock.now() * 1000),
+        quote=ex.quote,
+        starting_balance=ex.starting_balance,
+        fee_rate=ex.fee_rate,
+        slippage_bps=ex.slippage_bps,
+        state_path=Path(settings.data_dir) / "paper" / "state.json",
+    )
+    try:  # a corrupt state file stops the start (exit 3), as on the synthetic market
+        exchange.paper()
+    except TransientExchangeError as exc:
+        log.warning("%s does not answer at start (%s); paper orders wait until it does", ex.id, exc)
+    return exchange
 
 
 class _Anchor(msgspec.Struct):

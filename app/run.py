@@ -68,7 +68,9 @@ def run(
     log.info(
         "tradeactors starting: exchange %s (%s), data in %s, log file %s (version %s)",
         ex.kind,
-        f"{ex.market} market" if ex.kind == "paper" else f"{ex.id} {ex.mode}",
+        (f"{ex.market} market" + (f" of {ex.id}" if ex.market == "live" else ""))
+        if ex.kind == "paper"
+        else f"{ex.id} {ex.mode}",
         Path(settings.data_dir).resolve(),
         "none" if log_path is None else log_path.resolve(),
         __version__,

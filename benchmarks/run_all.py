@@ -22,7 +22,15 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-BENCHMARKS = ["messaging", "tick_latency", "coverage_tick", "sim_speed", "startup", "rss"]
+BENCHMARKS = [
+    "messaging",
+    "tick_latency",
+    "coverage_tick",
+    "sim_speed",
+    "backtest_speed",
+    "startup",
+    "rss",
+]
 
 
 def machine() -> str:
@@ -96,6 +104,12 @@ def targets(results: dict[str, dict[str, Any]]) -> list[tuple[str, str, str, str
             add(f"simulation, 20 symbols, {window}-day fits", v, "{:,.0f}x", ">= 2,000x", v >= 2000)
             v = r["steady_speedup"]
             add("  after the startup trainings", v, "{:,.0f}x", "(info)", True)
+    if b := results.get("backtest_speed"):
+        v = b["wall_seconds"]
+        what = f"backtest, {b['symbols']} real series x {b['days']:g} days of 5m"
+        add(what, v, "{:.1f} s", "< 30 s", v < 30)
+        v = b["candles_per_second"]
+        add("  candles replayed per second", v, "{:,.0f}", "(info)", True)
     if st := results.get("startup"):
         v = st["first_tick_median_s"]
         add("start to first trading tick", v, "{:.2f} s", "< 3 s", v < 3)

@@ -34,8 +34,9 @@ class _Section(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
 
 class ExchangeSettings(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
     kind: Literal["paper", "ccxt"] = "paper"
-    # paper: where prices come from. "synthetic" = the embedded deterministic market.
-    market: Literal["synthetic"] = "synthetic"
+    # paper: where prices come from. "synthetic" = the embedded deterministic market;
+    # "live" = the public prices of exchange `id` (production, no keys), fills on paper.
+    market: Literal["synthetic", "live"] = "synthetic"
     seed: int = 7
     quote: str = "USDT"
     starting_balance: Positive = 10_000.0

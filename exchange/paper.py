@@ -1,6 +1,10 @@
-"""The embedded default exchange: paper trading against a `SyntheticMarket`.
+"""The embedded default exchange: paper trading against a market of prices.
 
-Market orders fill at once at the close of the last closed 1m candle, moved by
+The market (`PaperMarket`) is the deterministic `SyntheticMarket`, stored candles
+(`exchange.replay.ReplayMarket`, a backtest) or a real exchange's public prices
+(`exchange.live.LiveMarket`).
+
+Market orders fill at once at the close of the market's last closed candle, moved by
 `slippage_bps` against the taker (buys higher, sells lower), and pay `fee_rate` of
 the notional in the quote currency. Market orders only: the bot sends no other kind,
 and a limit order is refused (`OrderRejected`), so no order ever rests open and
@@ -16,14 +20,16 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Protocol
 
 import msgspec
+import numpy as np
+import numpy.typing as npt
 
 from core.durable import write_atomically
 from core.timeframes import timeframe_ms
-from exchange.synthetic import SyntheticMarket
 from exchange.types import (
     Balance,
     Candle,
@@ -37,7 +43,9 @@ from exchange.types import (
     Ticker,
 )
 
-MIN_NOTIONAL = 5.0  # in quote units
+MIN_NOTIONAL = 5.0  # in quote units (a stablecoin's)
+# Binance spot's minimum order values where the quote is not a stablecoin.
+MIN_NOTIONAL_BY_QUOTE = {"BTC": 0.0001, "ETH": 0.001, "BNB": 0.01}
 MAX_OHLCV_LIMIT = 1000
 _STATE_VERSION = 1
 
@@ -63,20 +71,53 @@ def _snap(value: float, tolerance: float) -> float:
     return 0.0 if abs(value) <= tolerance else value
 
 
+class PaperMarket(Protocol):
+    """What the paper exchange asks of its market (times in ms; candles (N, 6) float64)."""
+
+    base_ms: int  # the market's own candle length: fills and limit checks use these candles
+
+    def symbols(self) -> list[str]: ...
+
+    def reference_price(self, symbol: str) -> float: ...
+
+    def listed_ms(self, symbol: str) -> int: ...
+
+    def is_open(self, symbol: str, now_ms: int) -> bool: ...
+
+    def tickers(self, now_ms: int) -> dict[str, Ticker]: ...
+
+    def candles(self, symbol: str, start_ms: int, end_ms: int) -> npt.NDArray[np.float64]: ...
+
+    def ohlcv(
+        self, symbol: str, timeframe: str | int, start_ms: int, end_ms: int
+    ) -> npt.NDArray[np.float64]: ...
+
+    def last_closed(self, symbol: str, now_ms: int) -> npt.NDArray[np.float64] | None: ...
+
+
+def min_notional(quote: str) -> float:
+    return MIN_NOTIONAL_BY_QUOTE.get(quote, MIN_NOTIONAL)
+
+
 class PaperExchange:
-    """`exchange.port.ExchangePort` over a synthetic market, with simulated fills."""
+    """`exchange.port.ExchangePort` over a `PaperMarket`, with simulated fills.
+
+    `markets`: the trading rules (a real exchange's); by default they are derived
+    from each symbol's price scale.
+    """
 
     name = "paper"
 
     def __init__(
         self,
-        market: SyntheticMarket,
+        market: PaperMarket,
         now_ms: Callable[[], int],
         quote: str = "USDT",
         starting_balance: float = 10_000.0,
         fee_rate: float = 0.001,
         slippage_bps: float = 5.0,
         state_path: str | Path | None = None,
+        markets: Mapping[str, Market] | None = None,
     ) -> None:
         if not 0.0 <= fee_rate < 1.0:
             raise ValueError(f"fee_rate {fee_rate} must be in [0, 1)")
@@ -91,7 +132,7 @@ class PaperExchange:
         self.slippage = float(slippage_bps) / 10_000.0
         self._path = Path(state_path) if state_path is not None else None
         self._lock = threading.RLock()
-        self._markets = self._build_markets()
+        self._markets = self._build_markets() if markets is None else self._of_quote(markets)
         if self._path is not None and self._path.exists():
             self._state = self._load(self._path)
         else:
@@ -105,16 +146,26 @@ class PaperExchange:
 
     # --- markets and data -------------------------------------------------
 
+    def _of_quote(self, markets: Mapping[str, Market]) -> dict[str, Market]:
+        return {s: m for s, m in markets.items() if m.quote == self.quote}
+
+    def add_markets(self, markets: Mapping[str, Market]) -> None:
+        """Trading rules of markets listed since: those of symbols already known stay."""
+        with self._lock:
+            for symbol, market in self._of_quote(markets).items():
+                self._markets.setdefault(symbol, market)
+
     def _build_markets(self) -> dict[str, Market]:
-        """Static market rules per symbol, from the spec's price scale."""
+        """Static market rules per symbol, from the market's price scale."""
         out: dict[str, Market] = {}
+        minimum = min_notional(self.quote)
         for symbol in self._market.symbols():
             base, _, quote = symbol.partition("/")
             if quote != self.quote or not base:
                 continue
-            price = self._market.spec(symbol).start_price
-            # Amount step worth at most ~0.1 quote, and at most one unit.
-            decimals = max(0, -math.floor(math.log10(0.1 / price)))
+            price = self._market.reference_price(symbol)
+            # Amount step worth at most 1/50 of the minimum order (0.1 USDT), at most one unit.
+            decimals = max(0, -math.floor(math.log10(minimum / 50 / price)))
             step = 10.0**-decimals
             out[symbol] = Market(
                 symbol=symbol,
@@ -123,7 +174,7 @@ class PaperExchange:
                 active=False,  # set per call by load_markets
                 spot=True,
                 min_amount=step,
-                min_notional=MIN_NOTIONAL,
+                min_notional=minimum,
                 amount_step=step,
                 price_step=10.0 ** (math.floor(math.log10(price)) - 6),
             )

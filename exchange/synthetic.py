@@ -32,6 +32,7 @@ import numpy as np
 import numpy.typing as npt
 
 from core.timeframes import DAY_MS, MINUTE_MS, timeframe_ms
+from exchange.ohlcv import resample, tickers_of
 from exchange.types import ExchangeError, Ticker
 
 __all__ = [
@@ -260,6 +261,10 @@ class SyntheticMarket:
     def spec(self, symbol: str) -> SymbolSpec:
         return self._model(symbol).spec
 
+    def reference_price(self, symbol: str) -> float:
+        """The price scale of `symbol` (the paper exchange sizes its amount steps by it)."""
+        return self._model(symbol).spec.start_price
+
     def listed_ms(self, symbol: str) -> int:
         """Open time of the symbol's first candle: anchor - listed days, minute aligned."""
         return self._model(symbol).listed_ms
@@ -361,29 +366,13 @@ class SyntheticMarket:
         timeframe since the epoch. The bucket containing the listing starts at its
         aligned time (possibly before `listed_ms`) and holds only the listed minutes.
         """
-        tf = timeframe_ms(timeframe) if isinstance(timeframe, str) else int(timeframe)
-        if tf == self.base_ms:
-            return self.candles(symbol, start_ms, end_ms)
-        if tf <= 0 or tf % self.base_ms != 0:
-            raise ValueError(
-                f"timeframe of {tf} ms is not a multiple of the base {self.base_ms} ms"
-            )
-        first = -(-int(start_ms) // tf) * tf
-        last = -(-int(end_ms) // tf) * tf
-        minutes = self.candles(symbol, first, last)
-        if len(minutes) == 0:
-            return minutes
-        buckets = minutes[:, 0].astype(np.int64) // tf
-        starts = np.flatnonzero(np.concatenate(([True], buckets[1:] != buckets[:-1])))
-        ends = np.concatenate((starts[1:], [len(minutes)])) - 1
-        out = np.empty((len(starts), 6), dtype=np.float64)
-        out[:, 0] = buckets[starts] * tf
-        out[:, 1] = minutes[starts, 1]
-        out[:, 2] = np.maximum.reduceat(minutes[:, 2], starts)
-        out[:, 3] = np.minimum.reduceat(minutes[:, 3], starts)
-        out[:, 4] = minutes[ends, 4]
-        out[:, 5] = np.add.reduceat(minutes[:, 5], starts)
-        return out
+        return resample(
+            lambda start, end: self.candles(symbol, start, end),
+            self.base_ms,
+            timeframe,
+            start_ms,
+            end_ms,
+        )
 
     def last_closed(self, symbol: str, now_ms: int) -> FloatArray | None:
         """The latest base candle closed at `now_ms` (row of 6), or None before the first."""
@@ -403,16 +392,4 @@ class SyntheticMarket:
 
         `last` is the close of the latest closed base candle.
         """
-        out: dict[str, Ticker] = {}
-        for symbol in self._models:
-            if not self.is_open(symbol, now_ms):
-                continue
-            row = self.last_closed(symbol, now_ms)
-            if row is None:
-                continue
-            out[symbol] = Ticker(
-                symbol=symbol,
-                last=float(row[4]),
-                quote_volume=self.quote_volume_24h(symbol, now_ms),
-            )
-        return out
+        return tickers_of(self, self._models, now_ms)

@@ -119,13 +119,19 @@ def without_wall_fields(summary: dict[str, Any]) -> dict[str, Any]:
 # --- writing ------------------------------------------------------------------------
 
 
-def write(out: Path, summary: Summary) -> tuple[Path, Path]:
-    """Write `out/summary.json` and `out/report.html`; returns their paths."""
+def write(
+    out: Path, summary: Summary, *, title: str | None = None, extra_html: str = ""
+) -> tuple[Path, Path]:
+    """Write `out/summary.json` and `out/report.html`; returns their paths.
+
+    `title` replaces the simulation's heading; `extra_html` goes before the invariants
+    (a backtest's returns table). A `Summary` subclass's own fields are in the JSON too.
+    """
     out.mkdir(parents=True, exist_ok=True)
     json_path = out / "summary.json"
     json_path.write_bytes(msgspec.json.format(msgspec.json.encode(summary), indent=2) + b"\n")
     html_path = out / "report.html"
-    html_path.write_text(render_html(summary), encoding="utf-8")
+    html_path.write_text(render_html(summary, title=title, extra_html=extra_html), encoding="utf-8")
     return json_path, html_path
 
 
@@ -299,7 +305,7 @@ def lifecycle_png(summary: Summary) -> str:
             1.01,
             row,
             f"{runs} training{'' if runs == 1 else 's'}{failed}, {sym.orders} orders, "
-            f"pnl {sym.pnl:+,.0f}",
+            f"pnl {sym.pnl:+,.4g}",  # 4 digits: USDT or BTC amounts
             transform=edge,
             va="center",
             fontsize=8,
@@ -401,8 +407,9 @@ def prices_png(summary: Summary) -> str | None:
     return data
 
 
-def render_html(summary: Summary) -> str:
+def render_html(summary: Summary, *, title: str | None = None, extra_html: str = "") -> str:
     s = summary
+    title = title or f"Simulation: {s.days:g} days, {s.market_symbols} symbols, seed {s.seed}"
     e = html.escape
     figures = [
         ("Simulated days", f"{s.days:g} from {s.start}"),
@@ -461,7 +468,7 @@ def render_html(summary: Summary) -> str:
     )
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
-<title>tradeactors simulation: {s.days:g} days</title>
+<title>tradeactors: {e(title)}</title>
 <style>
 body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }}
 table {{ border-collapse: collapse; margin: 1em 0; }}
@@ -471,8 +478,9 @@ td:nth-child(n+3) {{ font-variant-numeric: tabular-nums; }}
 .good {{ color: #2d7a3e; }} .bad {{ color: #b00020; font-weight: bold; }}
 img {{ max-width: 100%; }}
 </style></head><body>
-<h1>Simulation: {s.days:g} days, {s.market_symbols} symbols, seed {s.seed}</h1>
+<h1>{e(title)}</h1>
 <table>{rows}</table>
+{extra_html}
 <h2>Invariants</h2>
 {violations}
 <h2>Equity</h2>

@@ -130,9 +130,10 @@ def _dec(value: float | Decimal) -> str:
     return f"{Decimal(str(value)):.8f}"
 
 
-def _step_for(price: float) -> tuple[Decimal, Decimal]:
-    """(amount step, price tick) for a symbol trading near `price`, Binance-like."""
-    decimals = max(0, min(8, -math.floor(math.log10(0.1 / price))))
+def _step_for(price: float, min_notional: float = 5.0) -> tuple[Decimal, Decimal]:
+    """(amount step, price tick) for a symbol trading near `price`, Binance-like: a step
+    worth at most 1/50 of the minimum order (as the paper exchange sizes it)."""
+    decimals = max(0, min(8, -math.floor(math.log10(min_notional / 50 / price))))
     step = Decimal(1).scaleb(-decimals)
     tick_exp = max(-8, math.floor(math.log10(price)) - 6)
     return step, Decimal(1).scaleb(tick_exp)
@@ -152,6 +153,7 @@ class FakeBinance:
         min_notional: float = 5.0,
         now_ms: Callable[[], int] | None = None,
         market_ms: Callable[[], int] | None = None,
+        market: Any = None,
     ) -> None:
         self.api_key = api_key
         self.secret = secret.encode()
@@ -160,7 +162,10 @@ class FakeBinance:
         # server clock that signed requests are checked against (a bot on a fast clock)
         self._market_now = market_ms or self._now
         anchor = self._market_now() if anchor_ms is None else anchor_ms
-        self.market = SyntheticMarket(anchor_ms=anchor - anchor % MINUTE_MS, seed=seed, specs=specs)
+        # `market`: any market the paper exchange trades on (a ReplayMarket of real candles)
+        self.market = market or SyntheticMarket(
+            anchor_ms=anchor - anchor % MINUTE_MS, seed=seed, specs=specs
+        )
         self.fee_rate = Decimal(str(fee_rate))
         self.min_notional = Decimal(str(min_notional))
         self.time_offset_ms = 0  # server clock = real clock + this (skew injection)
@@ -181,10 +186,10 @@ class FakeBinance:
         self.locked: dict[str, Decimal] = {}
         self._ids: dict[str, str] = {}  # "BTCUSDT" -> "BTC/USDT"
         self._filters: dict[str, tuple[Decimal, Decimal]] = {}
-        for spec in specs:
-            base, _, quote = spec.symbol.partition("/")
-            self._ids[base + quote] = spec.symbol
-            self._filters[spec.symbol] = _step_for(spec.start_price)
+        for symbol in self.market.symbols():
+            base, _, quote = symbol.partition("/")
+            self._ids[base + quote] = symbol
+            self._filters[symbol] = _step_for(self.market.reference_price(symbol), min_notional)
         self._stopping = threading.Event()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -573,7 +578,9 @@ class FakeBinance:
         interval = p.get("interval", "")
         if interval not in INTERVALS:
             raise BinanceError(400, -1120, "Invalid interval.")
-        tf = timeframe_ms(interval)
+        # a market coarser than the interval (5 m replayed candles asked for 1 m: the bot's
+        # history-start probe) answers with its own candles, like an exchange without finer data
+        tf = max(timeframe_ms(interval), self.market.base_ms)
         limit = int(p.get("limit", "500"))
         if not 1 <= limit <= MAX_KLINES:
             raise BinanceError(400, -1100, "Illegal characters found in parameter 'limit'.")
@@ -878,6 +885,9 @@ class _Server(ThreadingHTTPServer):
 class _Handler(BaseHTTPRequestHandler):
     fake: FakeBinance
     protocol_version = "HTTP/1.1"
+    # headers and body go out in two writes: with Nagle's algorithm a kept-alive client's
+    # delayed ACK holds the body ~40 ms, on every request
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet
         pass

@@ -36,7 +36,7 @@ from actors.messages import (
     TrainerStarted,
 )
 from actors.model_store import ModelStoreActor
-from admin.server import TOKEN_ENV
+from admin.token import TOKEN_ENV
 from models import rejected
 from models.artifacts import new_staging_dir
 from models.pool import TrainingPool

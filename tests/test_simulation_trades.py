@@ -9,8 +9,11 @@ import pytest
 
 from actors.messages import GateDecided, SymbolTransition
 from config.settings import Settings
+from simulation.monitor import InvariantMonitor
 from simulation.report import format_summary, render_html, write
-from simulation.runner import EventTally, InvariantMonitor, SimRun, summarize
+from simulation.runner import SimRun
+from simulation.summary import summarize
+from simulation.tally import EventTally
 from simulation.trades import Marker, hold_factor
 from storage.ledger import FillRow
 from tests.test_trade_results import fill
