@@ -57,6 +57,7 @@ class TrainerActor(BaseActor):
         models_dir: Path,
         timeframe: str,
         training: TrainingSettings,
+        params: TrainParams,
         on_exit: Callable[[BaseActor], None],
         supervisor: Mailbox | None = None,
         events: Topic | None = None,
@@ -71,6 +72,7 @@ class TrainerActor(BaseActor):
         self.models_dir = Path(models_dir)
         self.timeframe = timeframe
         self.training = training
+        self.params = params  # labels, walk-forward trading rules and the promotion gate
         self.on_exit = on_exit
         self.finished = False
         self.staging: str | None = None  # removed unless the store published it
@@ -136,11 +138,6 @@ class TrainerActor(BaseActor):
         except (ExchangeError, OSError) as exc:
             self._fail(f"history download failed: {exc}")
             return
-        params = TrainParams(
-            horizon_bars=self.training.horizon_bars,
-            label_threshold=self.training.label_threshold,
-            max_iter=self.training.max_iter,
-        )
         staging = artifacts.new_staging_dir(self.models_dir)
         self.staging = str(staging)
         job = TrainJob(
@@ -148,7 +145,7 @@ class TrainerActor(BaseActor):
             timeframe=self.timeframe,
             candles=candles,
             staging_dir=str(staging),
-            params=params,
+            params=self.params,
             trained_at_ms=now_ms,
         )
         self.log.info(

@@ -20,6 +20,7 @@ from app.system import System
 from config.settings import Settings, SettingsError, load_settings
 from exchange.types import ExchangeError
 from models.pool import TrainingPool
+from models.strategy import StrategyError, load_strategy
 from storage.db import FILE_NAME, Database, StorageError
 
 log = logging.getLogger("tradeactors.supervisor")
@@ -30,6 +31,11 @@ def run(settings_path: str, clock: RealClock | None = None) -> int:
         settings = load_settings(settings_path)
     except SettingsError as exc:
         print(exc, file=sys.stderr)
+        return 2
+    try:  # a broken plug-in stops the bot now, not at its first training or trade
+        load_strategy(settings.training.strategy)
+    except StrategyError as exc:
+        print(f"{settings_path}: training.strategy: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.logging.level)
     ex = settings.exchange

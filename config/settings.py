@@ -22,6 +22,7 @@ Positive = Annotated[float, msgspec.Meta(gt=0)]
 PositiveInt = Annotated[int, msgspec.Meta(gt=0)]
 Seconds = Annotated[int, msgspec.Meta(gt=0)]  # whole seconds
 NonNegative = Annotated[float, msgspec.Meta(ge=0)]
+NonNegativeInt = Annotated[int, msgspec.Meta(ge=0)]
 Fraction = Annotated[float, msgspec.Meta(ge=0, le=1)]
 
 
@@ -78,21 +79,42 @@ class TrainingSettings(_Section, frozen=True, forbid_unknown_fields=True, kw_onl
     max_attempts: PositiveInt = 4
     retry_base_s: Seconds = 600  # 10 min, 20 min, 40 min ... between failed attempts
     retry_max_s: Seconds = 6 * 3600
-    # label: is the close `horizon_bars` candles ahead more than `label_threshold` higher?
-    horizon_bars: PositiveInt = 3
-    # 5 bps: a move worth trading; also what makes a flat stablecoin untrainable
-    label_threshold: NonNegative = 0.0005
+    # Label: 1 when close[t + horizon_bars] / close[t] - 1 beats the round trip's cost
+    # (2 x (exchange.fee_rate + exchange.slippage_bps), 0.3 % by default) plus label_margin.
+    # HORIZON_MEASURED
+    horizon_bars: PositiveInt = 30
+    label_margin: NonNegative = 0.0
     max_iter: PositiveInt = 100
+    # The features and the estimator: a `module:function` returning a models.strategy.Strategy
+    # (docs/strategies.md). Imported by the training workers and by the trader.
+    strategy: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")] = (
+        "models.strategy:hist_gradient_boosting"
+    )
 
 
 class TradingSettings(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
     stake_quote: Positive = 100.0  # quote currency per entry
     max_open_positions: PositiveInt = 3
     stop_loss_pct: Annotated[float, msgspec.Meta(gt=0, lt=100)] = 2.0
+    # P(up) is the model's probability that the next horizon_bars beat the round trip's cost.
+    # Enter at or above entry_threshold, exit at or below exit_threshold: the gap between them
+    # (hysteresis, entry > exit) keeps a signal hovering near one threshold from trading.
+    # THRESHOLDS_MEASURED
     entry_threshold: Fraction = 0.55
     exit_threshold: Fraction = 0.45
+    min_hold_bars: NonNegativeInt = 0  # no signal exit before this many candles (stop loss acts)
+    cooldown_bars: NonNegativeInt = 0  # no entry this many candles after the symbol's last exit
+    max_hold_bars: NonNegativeInt = 0  # exit after this many candles whatever the signal; 0: never
     # A closed candle is final this many seconds after its close on real exchanges.
     candle_delay_s: NonNegative = 2.0
+
+    def __post_init__(self) -> None:
+        if self.entry_threshold <= self.exit_threshold:
+            raise ValueError(
+                f"trading.entry_threshold {self.entry_threshold:g} must be above "
+                f"trading.exit_threshold {self.exit_threshold:g} (hysteresis: a signal between "
+                "them neither enters nor exits)"
+            )
 
 
 class LoggingSettings(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -127,6 +149,12 @@ def is_loopback(host: str) -> bool:
         return False  # a host name other than localhost: may resolve anywhere
 
 
+class PromotionSettings(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    min_net_return_pct: float = 0.0
+    min_auc: float = 0.5
+    retry_after_days: float = 1.0
+
+
 class Settings(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
     data_dir: str = "./var"
     timeframe: Literal["1m", "5m", "15m", "1h"] = "1m"
@@ -136,6 +164,7 @@ class Settings(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
     universe: UniverseSettings = UniverseSettings()
     coverage: CoverageSettings = CoverageSettings()
     training: TrainingSettings = TrainingSettings()
+    promotion: PromotionSettings = PromotionSettings()
     trading: TradingSettings = TradingSettings()
     logging: LoggingSettings = LoggingSettings()
     admin: AdminSettings = AdminSettings()

@@ -23,6 +23,22 @@ T = TypeVar("T")
 # 2026-11-26 00:00 UTC: a fixed start, so the synthetic market is the same every run.
 T0 = 1_795_651_200.0
 
+# Trading settings for tests that need orders, whatever the model says. P(up) is never
+# below ANY_SIGNAL, so an entry threshold of ANY_SIGNAL enters on every signal while
+# keeping entry > exit (the settings refuse anything else).
+ANY_SIGNAL = 1e-9
+# enter on one candle, exit on the next (held one candle): every other candle places an order
+EVERY_CANDLE = {
+    "entry_threshold": ANY_SIGNAL,
+    "exit_threshold": 0.0,
+    "min_hold_bars": 0,
+    "cooldown_bars": 0,
+    "max_hold_bars": 1,
+    "max_open_positions": 10,
+}
+# enter once and hold (never a sell signal, no time limit)
+HOLD = {"entry_threshold": ANY_SIGNAL, "exit_threshold": 0.0, "max_hold_bars": 0}
+
 
 class Recorder:
     """A probe mailbox: records every message told to it."""
@@ -155,7 +171,17 @@ def stage_model(models_dir: Path, symbol: str, trained_at: float = T0, seed: int
         timeframe="1m",
         candles=candles,
         staging_dir=str(staging),
-        params=TrainParams(horizon_bars=2, label_threshold=0.0, max_iter=10, min_rows=500),
+        # cost-free labels (a random walk seldom beats a round trip's cost in 2 candles) and a
+        # gate every such model passes: these models stand for ones that are traded
+        params=TrainParams(
+            horizon_bars=2,
+            fee_rate=0.0,
+            slippage_bps=0.0,
+            max_iter=10,
+            min_rows=500,
+            min_net_return_pct=-100.0,
+            min_auc=0.0,
+        ),
         trained_at_ms=int(trained_at * 1000),
     )
     run_training(job)

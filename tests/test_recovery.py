@@ -36,12 +36,10 @@ from models import artifacts
 from policy.lifecycle import DAY_S, SymbolRecord, SymbolState
 from storage.db import ModelVersions, SymbolStore
 from storage.ledger import OrderState
-from tests.harness import T0, Bot, settle, stage_model
+from tests.harness import EVERY_CANDLE, T0, Bot, settle, stage_model
 from tests.test_supervisor import Boom
 from tests.test_supervisor import _Explode as Explode
 from tests.test_supervisor import _make_explosive as explosive
-
-EVERY_CANDLE = {"entry_threshold": 0.0, "exit_threshold": 1.0, "max_open_positions": 10}
 
 
 def restart_after_death(bot: Bot, supervisor: Supervisor, name: str) -> ActorDied:
@@ -162,7 +160,7 @@ def test_a_restarted_trader_keeps_its_positions_and_its_pause(
     from actors.trader import TraderActor
 
     explosive(monkeypatch, TraderActor)
-    bot = Bot(tmp_path, ["BTC/USDT"], trading={**EVERY_CANDLE, "exit_threshold": 0.0})
+    bot = Bot(tmp_path, ["BTC/USDT"], trading={**EVERY_CANDLE, "max_hold_bars": 0})
     bots.append(bot)
     publish_models(bot, "BTC/USDT")
     supervisor = Supervisor(bot.system)

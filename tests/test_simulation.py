@@ -59,7 +59,7 @@ from simulation.runner import (
     symbol_pnl,
 )
 from storage.ledger import MemoryLedger, OrderRow, OrderState
-from tests.harness import Recorder, new_clock, published_model, settle
+from tests.harness import HOLD, Recorder, new_clock, published_model, settle
 
 ROOT = Path(__file__).resolve().parents[1]
 T = SIM_START
@@ -322,7 +322,7 @@ def test_symbols_trained_together_become_active_in_the_same_order_every_run() ->
     settings = msgspec.convert(
         {
             "training": {"window_days": 4, "max_iter": 30},
-            "trading": {"entry_threshold": 0.0, "exit_threshold": 0.0, "max_open_positions": 1},
+            "trading": {**HOLD, "max_open_positions": 1},
         },
         type=Settings,
     )
