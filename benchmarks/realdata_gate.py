@@ -16,6 +16,10 @@ model would have made; for a rejected model, what the gate saved or cost);
 buy-and-hold on that 40 % with the same costs; fees paid and round trips there;
 orders per day. Nothing here was tuned on these candles (the defaults come from
 benchmarks/choose_defaults.py on the synthetic market).
+
+`--before` runs the rules the bot had before the gate, for comparison: label
+"close 3 candles ahead > +5 bps", entry 0.55 / exit 0.45, no minimum hold, no
+gate (every model traded).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import msgspec
 import numpy as np
 from _common import ROOT, result, table
 from threadpoolctl import threadpool_limits
@@ -33,6 +38,7 @@ from threadpoolctl import threadpool_limits
 from config.settings import Settings
 from models import artifacts
 from models.evaluation import BlockTrading, trade_block
+from models.features import round_trip_cost
 from models.training import TrainingError, TrainJob, TrainParams, TrainResult, run_training
 
 DATA = ROOT / "tests" / "data" / "realdata"
@@ -69,10 +75,23 @@ def out_of_sample(
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--train-share", type=float, default=0.6)
+    ap.add_argument("--before", action="store_true", help="the rules before the gate")
     args = ap.parse_args()
 
-    settings = Settings()
-    params = TrainParams.from_settings(settings)
+    params = TrainParams.from_settings(Settings())
+    if args.before:
+        params = msgspec.structs.replace(
+            params,
+            horizon_bars=3,
+            label_margin=0.0005 - round_trip_cost(params.fee_rate, params.slippage_bps),
+            entry_threshold=0.55,
+            exit_threshold=0.45,
+            min_hold_bars=0,
+            cooldown_bars=0,
+            max_hold_bars=0,
+            min_net_return_pct=-100.0,  # every model traded
+            min_auc=0.0,
+        )
     bar_s = 300.0
     print(
         f"defaults: horizon {params.horizon_bars} candles, label > "

@@ -271,6 +271,9 @@ def write_staging(
     for key, value in metrics.items():
         if not np.isfinite(value):
             raise ArtifactError(f"{folder}: metric {key!r} is {value}, not a finite number")
+    for key, value in params.items():
+        if isinstance(value, float) and not np.isfinite(value):
+            raise ArtifactError(f"{folder}: param {key!r} is {value}, not a finite number")
     try:
         folder.mkdir(parents=True, exist_ok=True)
         model_path = folder / MODEL_FILE

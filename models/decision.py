@@ -21,10 +21,9 @@ seconds after each close) and the evaluation (candle close times) count alike.
 from __future__ import annotations
 
 import enum
+from typing import Protocol
 
 import msgspec
-
-from config.settings import TradingSettings
 
 
 class Intent(enum.StrEnum):
@@ -46,18 +45,37 @@ class RiskLimits(msgspec.Struct, frozen=True, kw_only=True):
     max_hold_bars: int = 0  # exit after this many candles whatever the signal; 0 = no limit
 
 
-def limits_from_settings(trading: TradingSettings, bar_s: float) -> RiskLimits:
-    """The trader's limits: the ``trading:`` settings on candles of ``bar_s`` seconds."""
+class TradingRules(Protocol):
+    """Where the rules come from: the ``trading:`` settings, or a training job's params."""
+
+    @property
+    def stop_loss_pct(self) -> float: ...
+    @property
+    def entry_threshold(self) -> float: ...
+    @property
+    def exit_threshold(self) -> float: ...
+    @property
+    def min_hold_bars(self) -> int: ...
+    @property
+    def cooldown_bars(self) -> int: ...
+    @property
+    def max_hold_bars(self) -> int: ...
+
+
+def limits_of(
+    rules: TradingRules, *, bar_s: float, stake_quote: float, max_open_positions: int
+) -> RiskLimits:
+    """``RiskLimits`` from ``rules`` on candles of ``bar_s`` seconds."""
     return RiskLimits(
-        stake_quote=trading.stake_quote,
-        max_open_positions=trading.max_open_positions,
-        stop_loss_pct=trading.stop_loss_pct,
-        entry_threshold=trading.entry_threshold,
-        exit_threshold=trading.exit_threshold,
+        stake_quote=stake_quote,
+        max_open_positions=max_open_positions,
+        stop_loss_pct=rules.stop_loss_pct,
+        entry_threshold=rules.entry_threshold,
+        exit_threshold=rules.exit_threshold,
         bar_s=bar_s,
-        min_hold_bars=trading.min_hold_bars,
-        cooldown_bars=trading.cooldown_bars,
-        max_hold_bars=trading.max_hold_bars,
+        min_hold_bars=rules.min_hold_bars,
+        cooldown_bars=rules.cooldown_bars,
+        max_hold_bars=rules.max_hold_bars,
     )
 
 

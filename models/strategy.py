@@ -164,8 +164,8 @@ def check_agreement(strategy: Strategy, candles: np.ndarray | None = None) -> No
                 f"({len(strategy.feature_names)},)"
             )
         row = batch[end - 1]
-        for col, (a, b) in enumerate(zip(latest, row, strict=True)):
-            if not _same(float(a), float(b)):
+        for col, (a, b) in enumerate(zip(latest.tolist(), row.tolist(), strict=True)):
+            if not _same(a, b):
                 raise StrategyError(
                     f"strategy {name}: batch and latest-row features disagree: first differing "
                     f"column {strategy.feature_names[col]!r} at row {end - 1}: latest {a!r}, "

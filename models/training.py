@@ -1,4 +1,12 @@
-"""One training job: features, labels, walk-forward validation, final fit, staging.
+"""One training job: features, cost-aware labels, walk-forward validation that trades
+its folds, the promotion gate, final fit, staging.
+
+The label asks whether a trade entered now and left ``horizon_bars`` later beats
+its round trip's cost plus ``label_margin``. Each walk-forward fold trades its
+out-of-sample block with the trader's own ``decide()`` (``models/evaluation.py``);
+``promotion_gate`` turns the folds into ``TrainResult.promoted`` and
+``gate_reasons``. The features and the estimator come from the strategy named in
+``TrainParams.strategy`` (``models/strategy.py``).
 
 ``run_training`` is a pure function of its ``TrainJob`` (plus the clock for
 ``trained_at_ms`` and ``fit_seconds``) so it can run in a worker process: the
@@ -30,7 +38,7 @@ from config.settings import (
     timeframe_s,
 )
 from models import artifacts
-from models.decision import RiskLimits
+from models.decision import RiskLimits, limits_of
 from models.evaluation import (
     BlockTrading,
     FoldResult,
@@ -107,17 +115,7 @@ class TrainParams(msgspec.Struct, frozen=True, kw_only=True):
 
     def limits(self, bar_s: float) -> RiskLimits:
         """The trader's rules for one symbol (the stake is the block's whole equity)."""
-        return RiskLimits(
-            stake_quote=1.0,
-            max_open_positions=1,
-            stop_loss_pct=self.stop_loss_pct,
-            entry_threshold=self.entry_threshold,
-            exit_threshold=self.exit_threshold,
-            bar_s=bar_s,
-            min_hold_bars=self.min_hold_bars,
-            cooldown_bars=self.cooldown_bars,
-            max_hold_bars=self.max_hold_bars,
-        )
+        return limits_of(self, bar_s=bar_s, stake_quote=1.0, max_open_positions=1)
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 
+from config.settings import TradingSettings
 from models.decision import (
     Decision,
     Intent,
@@ -22,7 +23,7 @@ from models.decision import (
     RiskLimits,
     bars_between,
     decide,
-    limits_from_settings,
+    limits_of,
 )
 
 __all__ = [
@@ -35,6 +36,16 @@ __all__ = [
     "decide",
     "limits_from_settings",
 ]
+
+
+def limits_from_settings(trading: TradingSettings, bar_s: float) -> RiskLimits:
+    """The trader's limits: the ``trading:`` settings on candles of ``bar_s`` seconds."""
+    return limits_of(
+        trading,
+        bar_s=bar_s,
+        stake_quote=trading.stake_quote,
+        max_open_positions=trading.max_open_positions,
+    )
 
 
 def client_order_id(symbol: str, candle_time_ms: int, intent: Intent) -> str:

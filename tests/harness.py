@@ -158,11 +158,30 @@ class Bot:
         self.system.stop()
 
 
+def traded_params(**overrides: Any) -> Any:
+    """TrainParams for test models that stand for traded ones: cost-free next-2-candle labels
+    (a random walk seldom beats a round trip's cost in 2 candles; its momentum is learnable)
+    and a gate every such model passes."""
+    from models.training import TrainParams
+
+    defaults: dict[str, Any] = {
+        "horizon_bars": 2,
+        "fee_rate": 0.0,
+        "slippage_bps": 0.0,
+        "label_margin": 0.0,
+        "max_iter": 10,
+        "min_rows": 500,
+        "min_net_return_pct": -100.0,
+        "min_auc": 0.0,
+    }
+    return TrainParams(**(defaults | overrides))
+
+
 def stage_model(models_dir: Path, symbol: str, trained_at: float = T0, seed: int = 1) -> Path:
     """A real model for `symbol`, trained on a small seeded random walk, staged for publishing."""
     from models import artifacts
     from models.synthetic import random_walk_candles
-    from models.training import TrainJob, TrainParams, run_training
+    from models.training import TrainJob, run_training
 
     staging = artifacts.new_staging_dir(models_dir)
     candles = random_walk_candles(3000, seed=seed, momentum=0.3)
@@ -171,17 +190,7 @@ def stage_model(models_dir: Path, symbol: str, trained_at: float = T0, seed: int
         timeframe="1m",
         candles=candles,
         staging_dir=str(staging),
-        # cost-free labels (a random walk seldom beats a round trip's cost in 2 candles) and a
-        # gate every such model passes: these models stand for ones that are traded
-        params=TrainParams(
-            horizon_bars=2,
-            fee_rate=0.0,
-            slippage_bps=0.0,
-            max_iter=10,
-            min_rows=500,
-            min_net_return_pct=-100.0,
-            min_auc=0.0,
-        ),
+        params=traded_params(),
         trained_at_ms=int(trained_at * 1000),
     )
     run_training(job)

@@ -179,8 +179,12 @@ def test_no_fold_trades_on_candles_after_its_block(walk: np.ndarray) -> None:
         max_iter=30,
         fee_rate=0.0,
         slippage_bps=0.0,
+        label_margin=0.0,
         entry_threshold=0.52,
         exit_threshold=0.48,
+        min_hold_bars=0,
+        cooldown_bars=0,
+        max_hold_bars=0,
     )
     with threadpool_limits(limits=1, user_api="openmp"):
         folds = fold_predictions(prepare("W", walk, "1m", params), params)

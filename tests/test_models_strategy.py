@@ -19,21 +19,11 @@ from models.synthetic import random_walk_candles
 from models.training import TrainingError, TrainJob, TrainParams, run_training
 from policy.lifecycle import SymbolState
 from storage.ledger import MemoryLedger
-from tests.harness import HOLD, settle
+from tests.harness import HOLD, settle, traded_params
 from tests.test_actors_isolated import TraderRig, _states, exchange_and_clock  # noqa: F401
 
 EXAMPLE = "examples.logistic:strategy"
-# cost-free next-2-candle labels: the momentum of the walk is learnable
-PARAMS = TrainParams(
-    strategy=EXAMPLE,
-    horizon_bars=2,
-    fee_rate=0.0,
-    slippage_bps=0.0,
-    max_iter=30,
-    min_rows=500,
-    min_net_return_pct=-100.0,
-    min_auc=0.0,
-)
+PARAMS = traded_params(strategy=EXAMPLE, max_iter=30)
 
 
 def _job(tmp_path: Path, symbol: str = "SYN/USDT") -> TrainJob:

@@ -16,8 +16,20 @@ from models.synthetic import random_walk_candles
 from models.training import TrainingError, TrainJob, TrainParams, TrainResult, run_training
 
 DAY = 1440
-# Next-2-bar direction of an AR(1) walk with momentum 0.3 is learnable (AUC ~0.58).
-LEARNABLE = TrainParams(horizon_bars=2, fee_rate=0.0, slippage_bps=0.0, max_iter=30)
+# Next-2-bar direction of an AR(1) walk with momentum 0.3 is learnable (AUC ~0.58); without
+# costs (label: any rise), trading it on P(up) >= 0.55 / <= 0.45 pays.
+LEARNABLE = TrainParams(
+    horizon_bars=2,
+    fee_rate=0.0,
+    slippage_bps=0.0,
+    label_margin=0.0,
+    max_iter=30,
+    entry_threshold=0.55,
+    exit_threshold=0.45,
+    min_hold_bars=0,
+    cooldown_bars=0,
+    max_hold_bars=0,
+)
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -104,8 +116,15 @@ def test_training_is_deterministic(tmp_path: Path, walk: np.ndarray) -> None:
 def test_a_model_without_an_edge_after_costs_is_rejected_with_its_reasons(tmp_path: Path) -> None:
     # no momentum: nothing to learn, and every trade pays 2 x (0.1 % + 5 bps)
     candles = random_walk_candles(5 * DAY, seed=4, volatility=0.002)
-    params = TrainParams(horizon_bars=10, max_iter=20, entry_threshold=0.3, exit_threshold=0.2)
-    assert params.label_threshold == pytest.approx(0.003)  # the defaults' round trip
+    params = TrainParams(
+        horizon_bars=10,
+        label_margin=0.0,
+        max_iter=20,
+        entry_threshold=0.3,
+        exit_threshold=0.2,
+        min_hold_bars=0,
+    )
+    assert params.label_threshold == pytest.approx(0.003)  # the default costs' round trip
     result = run_training(job(tmp_path, candles, params))
     assert not result.promoted
     assert result.metrics["net_return_pct"] < 0 and result.metrics["round_trips"] > 0
@@ -135,9 +154,9 @@ def test_too_few_rows(tmp_path: Path) -> None:
 
 def test_rare_positives_cannot_be_validated(tmp_path: Path) -> None:
     candles = random_walk_candles(3 * DAY, seed=3, price=1.0, volatility=2e-6)
-    candles[100, 4] *= 1.01  # one spike: a handful of positive labels, all in the first block
+    candles[100, 4] *= 1.01  # one spike: one positive label (row 85), in the first block
     with pytest.raises(TrainingError, match="SYN/USDT: walk-forward validation found no fold"):
-        run_training(job(tmp_path, candles, TrainParams()))
+        run_training(job(tmp_path, candles, TrainParams(horizon_bars=15)))
 
 
 @pytest.mark.parametrize(

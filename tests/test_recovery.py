@@ -150,7 +150,12 @@ def test_an_answer_lost_on_the_wire_is_looked_up_before_the_next_order(
     assert bot.system.ledger.get(lost[0]).state is OrderState.FILLED  # type: ignore[union-attr]
     placed = bot.events.of(OrderPlaced)
     assert lost[0] not in {o.client_order_id for o in placed}  # never sent twice
-    assert len(placed) == 2  # then both symbols traded on the new candle
+    # then trading goes on: ETH enters on the new candle; BTC's position dates from its
+    # lookup, so it is held its one candle (max_hold_bars) and both sell on the next
+    assert [(o.symbol, o.intent) for o in placed] == [("ETH/USDT", "entry")]
+    bot.run(60)
+    later = {(o.symbol, o.intent) for o in bot.events.of(OrderPlaced)[1:]}
+    assert later == {("BTC/USDT", "exit"), ("ETH/USDT", "exit")}
     ledger_and_exchange_agree(bot)
 
 

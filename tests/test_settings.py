@@ -51,16 +51,20 @@ def test_out_of_range_is_refused(tmp_path: Path) -> None:
         load_settings(path)
 
 
-def test_bad_settings_exit_2_with_one_line(tmp_path: Path) -> None:
-    path = tmp_path / "settings.yaml"
-    path.write_text("heartbeat_s: soon\n")
-    proc = subprocess.run(
-        [sys.executable, "supervisor.py", "--settings", str(path)],
+def start_bot(settings: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "supervisor.py", "--settings", str(settings)],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=60,
     )
+
+
+def test_bad_settings_exit_2_with_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "settings.yaml"
+    path.write_text("heartbeat_s: soon\n")
+    proc = start_bot(path)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert (
@@ -106,13 +110,7 @@ def test_a_broken_strategy_stops_the_bot_at_start_with_one_line(tmp_path: Path) 
     path.write_text(
         f"data_dir: {tmp_path}/var\ntraining: {{strategy: 'no_such_module:strategy'}}\n"
     )
-    proc = subprocess.run(
-        [sys.executable, "supervisor.py", "--settings", str(path)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    proc = start_bot(path)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "training.strategy: strategy no_such_module:strategy" in lines[0]
