@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
 
+from config.settings import Settings
 from models import artifacts
 from models.features import FEATURE_NAMES, batch_features, latest_features
 from models.strategy import DEFAULT_STRATEGY
@@ -100,6 +101,12 @@ def test_run_training_writes_verifiable_staging(tmp_path: Path, walk: np.ndarray
     loaded = artifacts.load_version(staging)
     p = loaded.prob_up(latest_features(walk))
     assert 0.0 < p < 1.0
+
+
+def test_train_params_default_to_the_settings() -> None:
+    # one source of truth: the settings; a training job of the bot gets exactly them
+    assert TrainParams() == TrainParams.from_settings(Settings())
+    assert TrainParams().horizon_bars == Settings().training.horizon_bars
 
 
 def test_training_is_deterministic(tmp_path: Path, walk: np.ndarray) -> None:
