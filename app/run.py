@@ -24,6 +24,7 @@ from app.system import System
 from config.settings import Settings, SettingsError, load_settings
 from exchange.types import ExchangeError
 from models.pool import TrainingPool
+from models.strategy import StrategyError, load_strategy
 from notify.notes import note, stopped
 from notify.notifier import Notifier, NotifyError
 from storage.db import FILE_NAME, Database, StorageError
@@ -59,6 +60,12 @@ def run(
         clock.stop()
         print(exc, file=sys.stderr)
         return exc.code
+    try:  # a broken plug-in stops the bot now, not at its first training or trade
+        load_strategy(settings.training.strategy)
+    except StrategyError as exc:
+        clock.stop()
+        print(f"{settings_path}: training.strategy: {exc}", file=sys.stderr)
+        return 2
     configure_logging(settings.logging.level)
     logs = settings.logging
     to_file = None

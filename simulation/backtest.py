@@ -87,10 +87,9 @@ class SymbolResult(SymbolSummary, kw_only=True):
     candles: int  # replayed: closed inside the window
     missing_candles: int  # gaps inside the window (skipped, not interpolated)
     net_return_pct: float  # pnl as a share of the starting balance
-    buy_hold_return_pct: float  # last close / first open inside the window - 1
-    fees_quote: float
-    round_trips: int  # positions closed (exit, stop loss, close)
     first_trade_at: str | None  # UTC of its first fill
+    # and, from SymbolSummary, with the backtest's meaning: buy_hold_return_pct (last close /
+    # first open inside the window - 1), fees_quote, round_trips (positions closed)
 
 
 class BacktestSummary(Summary, kw_only=True):
@@ -104,9 +103,8 @@ class BacktestSummary(Summary, kw_only=True):
     candles: int  # replayed, every symbol
     candles_per_second: float  # replayed candles per wall second
     net_return_pct: float  # final equity / starting balance - 1
-    buy_hold_return_pct: float  # mean of the symbols': equal weights held over the window
-    fees_quote: float
-    round_trips: int
+    # and, from Summary: buy_hold_return_pct (the mean of the symbols': equal weights held
+    # over the window), fees_quote, round_trips
 
 
 @dataclass(frozen=True)
@@ -354,7 +352,7 @@ def summarize_backtest(
     for name, values in extra.items():
         known = base.symbols.get(name)
         fields = msgspec.structs.asdict(known) if known is not None else _unseen(run, name)
-        symbols[name] = SymbolResult(**fields, **values)
+        symbols[name] = SymbolResult(**(fields | values))
     fields = msgspec.structs.asdict(base)
     fields["symbols"] = symbols
     fields["market_symbols"] = len(symbols)
@@ -364,6 +362,11 @@ def summarize_backtest(
     candles = sum(v["candles"] for v in extra.values())
     holds = [v["buy_hold_return_pct"] for v in extra.values()]
     start_balance = settings.exchange.starting_balance
+    fields |= {
+        "buy_hold_return_pct": round(sum(holds) / len(holds), 4) if holds else 0.0,
+        "fees_quote": round(sum(v["fees_quote"] for v in extra.values()), 10),
+        "round_trips": sum(v["round_trips"] for v in extra.values()),
+    }
     return BacktestSummary(
         **fields,
         source=source,
@@ -374,9 +377,6 @@ def summarize_backtest(
         candles=candles,
         candles_per_second=round(candles / run.wall_seconds, 1) if run.wall_seconds > 0 else 0.0,
         net_return_pct=round(100 * (base.final_equity / start_balance - 1), 4),
-        buy_hold_return_pct=round(sum(holds) / len(holds), 4) if holds else 0.0,
-        fees_quote=round(sum(v["fees_quote"] for v in extra.values()), 10),
-        round_trips=sum(v["round_trips"] for v in extra.values()),
     )
 
 

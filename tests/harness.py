@@ -23,6 +23,22 @@ T = TypeVar("T")
 # 2026-11-26 00:00 UTC: a fixed start, so the synthetic market is the same every run.
 T0 = 1_795_651_200.0
 
+# Trading settings for tests that need orders, whatever the model says. P(up) is never
+# below ANY_SIGNAL, so an entry threshold of ANY_SIGNAL enters on every signal while
+# keeping entry > exit (the settings refuse anything else).
+ANY_SIGNAL = 1e-9
+# enter on one candle, exit on the next (held one candle): every other candle places an order
+EVERY_CANDLE = {
+    "entry_threshold": ANY_SIGNAL,
+    "exit_threshold": 0.0,
+    "min_hold_bars": 0,
+    "cooldown_bars": 0,
+    "max_hold_bars": 1,
+    "max_open_positions": 10,
+}
+# enter once and hold (never a sell signal, no time limit)
+HOLD = {"entry_threshold": ANY_SIGNAL, "exit_threshold": 0.0, "max_hold_bars": 0}
+
 
 class Recorder:
     """A probe mailbox: records every message told to it."""
@@ -144,11 +160,30 @@ class Bot:
         self.system.stop()
 
 
+def traded_params(**overrides: Any) -> Any:
+    """TrainParams for test models that stand for traded ones: cost-free next-2-candle labels
+    (a random walk seldom beats a round trip's cost in 2 candles; its momentum is learnable)
+    and a gate every such model passes."""
+    from models.training import TrainParams
+
+    defaults: dict[str, Any] = {
+        "horizon_bars": 2,
+        "fee_rate": 0.0,
+        "slippage_bps": 0.0,
+        "label_margin": 0.0,
+        "max_iter": 10,
+        "min_rows": 500,
+        "min_net_return_pct": -100.0,
+        "min_auc": 0.0,
+    }
+    return TrainParams(**(defaults | overrides))
+
+
 def stage_model(models_dir: Path, symbol: str, trained_at: float = T0, seed: int = 1) -> Path:
     """A real model for `symbol`, trained on a small seeded random walk, staged for publishing."""
     from models import artifacts
     from models.synthetic import random_walk_candles
-    from models.training import TrainJob, TrainParams, run_training
+    from models.training import TrainJob, run_training
 
     staging = artifacts.new_staging_dir(models_dir)
     candles = random_walk_candles(3000, seed=seed, momentum=0.3)
@@ -157,7 +192,7 @@ def stage_model(models_dir: Path, symbol: str, trained_at: float = T0, seed: int
         timeframe="1m",
         candles=candles,
         staging_dir=str(staging),
-        params=TrainParams(horizon_bars=2, label_threshold=0.0, max_iter=10, min_rows=500),
+        params=traded_params(),
         trained_at_ms=int(trained_at * 1000),
     )
     run_training(job)

@@ -18,6 +18,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from actors.base import Runtime
 from actors.messages import (
     Event,
     GateDecided,
@@ -51,6 +52,9 @@ from tests.harness import T0, Bot, Recorder, new_clock, settle, stage_model
 REASONS = ("net return -0.35 % <= 0 % in 3 of 3 folds", "AUC 0.497 < 0.5")
 
 
+PASS_ANY = {"min_net_return_pct": -100.0, "min_auc": 0.0}
+
+
 class NoEdgePool(TrainingPool):
     """Trains for real, then the gate's verdict is "no edge" for the symbols in `reject`."""
 
@@ -79,6 +83,8 @@ class NoEdgePool(TrainingPool):
 def no_edge_bot(
     bots: list[Bot], tmp_path: Path, symbols: list[str], reject: set[str], **sections: object
 ) -> Bot:
+    # the real gate lets every model through here; NoEdgePool alone decides who has no edge
+    sections.setdefault("promotion", PASS_ANY)
     bot = Bot(tmp_path, symbols, pool=NoEdgePool(reject), **sections)
     bots.append(bot)
     return bot
@@ -93,7 +99,7 @@ def run_until(bot: Bot, end: float) -> None:
     """Deliver every timer due before `end`, settling after each (as the simulator does)."""
     while (due := bot.clock.next_due()) is not None and due < end:
         bot.clock.advance_to(due)
-        settle()
+        bot.settle()
 
 
 def test_a_rejected_model_is_kept_aside_and_its_symbol_waits_in_no_edge(
@@ -160,7 +166,7 @@ def test_seven_days_without_an_edge_train_once_a_day_not_once_a_tick(
     assert entered == ["TRAINING", "NO_EDGE"] * len(starts)
     # an admin asks: it trains at once, whatever the retry time
     assert bot.ask("coverage", RetrainSymbol(symbol="BTC/USDT")).ok
-    settle()
+    bot.settle()
     assert len(bot.events.of(TrainerStarted)) == len(starts) + 1
     assert record_of(bot, "BTC/USDT").state is SymbolState.NO_EDGE
 
@@ -169,7 +175,9 @@ def test_the_shell_says_why_a_symbol_is_not_traded(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv(TOKEN_ENV, TOKEN)
-    running = AdminBot(tmp_path, ["BTC/USDT", "ETH/USDT"], pool=NoEdgePool({"BTC/USDT"}))
+    running = AdminBot(
+        tmp_path, ["BTC/USDT", "ETH/USDT"], pool=NoEdgePool({"BTC/USDT"}), promotion=PASS_ANY
+    )
     try:
         settings = tmp_path / "settings.yaml"
         settings.write_text(f"admin: {{port: {running.server.port}}}\n")
@@ -213,10 +221,11 @@ def test_the_store_never_publishes_a_model_its_manifest_calls_rejected(tmp_path:
     manifest = json.loads((staging / "manifest.json").read_text())
     manifest["gate"] = {"promoted": False, "reasons": ["AUC 0.49 < 0.5"]}
     (staging / "manifest.json").write_text(json.dumps(manifest))
-    store = ModelStoreActor.start(clock=new_clock(), models_dir=models_dir)
+    runtime = Runtime()
+    store = ModelStoreActor.start(clock=new_clock(), models_dir=models_dir, runtime=runtime)
     reply_to = Recorder()
     store.tell(PublishModel(symbol="ETH/USDT", staging_dir=str(staging), reply_to=reply_to))
-    settle()
+    settle(runtime)
     (failed,) = reply_to.of(PublishFailed)
     assert failed.error == "its manifest says the promotion gate rejected it (AUC 0.49 < 0.5)"
     assert store.ask(GetModels()).models == {} and not (models_dir / "v000001").exists()
