@@ -38,7 +38,7 @@ from config.settings import TrainingSettings, timeframe_s
 from exchange.port import ExchangePort
 from exchange.types import ExchangeError
 from models import artifacts
-from models.pool import TrainingPool
+from models.pool import TrainingBackend
 from models.training import TrainJob, TrainParams, TrainResult
 from storage.candles import CandleCache, download
 
@@ -51,7 +51,7 @@ class TrainerActor(BaseActor):
         clock: Clock,
         exchange: ExchangePort,
         cache: CandleCache,
-        pool: TrainingPool,
+        pool: TrainingBackend,
         store: Mailbox,
         coverage: Mailbox,
         models_dir: Path,

@@ -13,13 +13,12 @@ from threadpoolctl import threadpool_limits
 
 from actors.clock import RealClock
 from admin.server import TokenError, load_or_create_token
-from app.builders import build_admin_server, build_exchange
+from app.builders import build_admin_server, build_exchange, build_training_pool
 from app.logs import configure_logging
 from app.supervision import Supervisor
 from app.system import System
 from config.settings import Settings, SettingsError, load_settings
 from exchange.types import ExchangeError
-from models.pool import TrainingPool
 from storage.db import FILE_NAME, Database, StorageError
 
 log = logging.getLogger("tradeactors.supervisor")
@@ -74,7 +73,13 @@ def _run_system(settings: Settings, clock: RealClock) -> int:
         exchange.close()
         print(f"admin token: {exc}", file=sys.stderr)
         return 2
-    pool = TrainingPool(workers=settings.training.workers, kind="process")
+    try:
+        pool = build_training_pool(settings.training)
+    except SettingsError as exc:
+        db.close()
+        exchange.close()
+        print(exc, file=sys.stderr)
+        return 2
     system = System(settings, clock, exchange, pool, db=db)
     admin = None if admin_token is None else build_admin_server(system, admin_token.value)
     return Supervisor(system, admin=admin).run()

@@ -24,7 +24,7 @@ from actors.trainer import TrainerActor
 from config.settings import Settings
 from exchange.port import ExchangePort
 from models import artifacts
-from models.pool import TrainingPool
+from models.pool import TrainingBackend
 from storage.candles import CandleCache
 from storage.db import FILE_NAME, Database, ModelVersions, SqliteLedger, SymbolStore
 from storage.ledger import Ledger
@@ -52,7 +52,7 @@ class System:
         settings: Settings,
         clock: Clock,
         exchange: ExchangePort,
-        pool: TrainingPool,
+        pool: TrainingBackend,
         ledger: Ledger | None = None,
         events: Topic | None = None,
         db: Database | None = None,

@@ -27,7 +27,7 @@ import threading
 import time
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from models.training import TrainJob, TrainResult, run_training
 
@@ -75,6 +75,21 @@ def _alive(pid: int) -> bool:
             return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
     except (OSError, IndexError):
         return True
+
+
+class TrainingBackend(Protocol):
+    """What trainers and the wiring need of a pool of fits: `TrainingPool` (worker processes
+    or threads of this machine) or `models.dask_pool.DaskTrainingPool` (a Dask cluster)."""
+
+    def submit(self, job: TrainJob) -> Future[TrainResult]: ...
+
+    def in_flight(self) -> int: ...
+
+    def wait_idle(self, timeout: float) -> bool: ...
+
+    def worker_pids(self) -> list[int]: ...
+
+    def shutdown(self, cancel_pending: bool = True) -> None: ...
 
 
 class TrainingPool:

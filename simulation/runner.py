@@ -65,7 +65,7 @@ from actors.messages import (
 from config.settings import Settings, SettingsError, load_settings
 from exchange.port import ExchangePort
 from exchange.types import ExchangeError
-from models.pool import TrainingPool
+from models.pool import TrainingBackend, TrainingPool
 from models.training import TrainJob, TrainResult
 from policy.lifecycle import DAY_S, SymbolState
 from policy.risk import Intent
@@ -100,25 +100,30 @@ class VirtualTimeFormatter(logging.Formatter):
 # --- training: parallel fits, results in a fixed order ----------------------------------
 
 
-class DeterministicPool(TrainingPool):
-    """A `TrainingPool` whose results are handed back only when the scheduler releases them.
+class DeterministicPool:
+    """A training pool whose results are handed back only when the scheduler releases them.
 
-    Fits run as soon as they are submitted (in parallel, with several workers). The
-    future a trainer gets resolves in `release_next`, one job at a time in symbol
-    order, after every submitted fit has finished: what happens next (publish,
-    ACTIVE, first trade) then happens in the same order on every run.
+    Fits run as soon as they are submitted (in parallel, with several workers), in a
+    `TrainingPool` or in `inner` (e.g. a Dask cluster). The future a trainer gets
+    resolves in `release_next`, one job at a time in symbol order, after every
+    submitted fit has finished: what happens next (publish, ACTIVE, first trade)
+    then happens in the same order on every run.
     """
 
     def __init__(
-        self, workers: int = 1, kind: Literal["process", "thread"] = "thread", nice: int = 10
+        self,
+        workers: int = 1,
+        kind: Literal["process", "thread"] = "thread",
+        nice: int = 10,
+        inner: TrainingBackend | None = None,
     ) -> None:
-        super().__init__(workers=workers, kind=kind, nice=nice)
+        self.inner = inner or TrainingPool(workers=workers, kind=kind, nice=nice)
         self._held_lock = threading.Lock()
         self._held: list[tuple[str, int, Future[TrainResult], Future[TrainResult]]] = []
         self._seq = itertools.count()
 
     def submit(self, job: TrainJob) -> Future[TrainResult]:
-        inner = super().submit(job)
+        inner = self.inner.submit(job)
         outer: Future[TrainResult] = Future()
         with self._held_lock:
             self._held.append((job.symbol, next(self._seq), inner, outer))
@@ -131,6 +136,18 @@ class DeterministicPool(TrainingPool):
     def held(self) -> int:
         with self._held_lock:
             return len(self._held)
+
+    def in_flight(self) -> int:
+        return self.inner.in_flight()
+
+    def wait_idle(self, timeout: float) -> bool:
+        return self.inner.wait_idle(timeout)
+
+    def worker_pids(self) -> list[int]:
+        return self.inner.worker_pids()
+
+    def shutdown(self, cancel_pending: bool = True) -> None:
+        self.inner.shutdown(cancel_pending)
 
     def release_next(self, timeout_s: float) -> bool:
         """Wait for every running fit, then resolve the first held job in symbol order.
@@ -830,6 +847,13 @@ def add_parser(commands: Any) -> None:
         "--workers", type=int, default=None, help="fits in parallel (default: CPU cores)"
     )
     sim.add_argument(
+        "--training-backend",
+        choices=("processes", "dask"),
+        default=None,
+        help="dask: fits on the Dask cluster of training.dask (docs/distributed.md), "
+        "--pool is then ignored (default: training.backend of the settings)",
+    )
+    sim.add_argument(
         "--train-days",
         type=float,
         default=None,
@@ -874,6 +898,9 @@ def command(args: Any, simulate: Simulate) -> int:
             settings = msgspec.structs.replace(settings, training=training)
         else:
             problems.append(f"--train-days must be > 0, got {args.train_days:g}")
+    if args.training_backend is not None:
+        training = msgspec.structs.replace(settings.training, backend=args.training_backend)
+        settings = msgspec.structs.replace(settings, training=training)
     if problems:
         print("simulate: " + "; ".join(problems), file=sys.stderr)
         return 2

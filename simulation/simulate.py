@@ -11,6 +11,7 @@ from typing import Literal
 import msgspec
 
 from actors.clock import VirtualClock
+from app.builders import build_training_pool
 from app.supervision import Supervisor
 from app.system import System
 from config.settings import Settings
@@ -58,7 +59,9 @@ def simulate(
             fee_rate=paper.fee_rate,
             slippage_bps=paper.slippage_bps,
         )
-        pool = simulation.DeterministicPool(workers=workers, kind=pool_kind)
+        dask = settings.training.backend == "dask"  # else pool_kind says which local pool
+        inner = build_training_pool(settings.training, workers=workers) if dask else None
+        pool = simulation.DeterministicPool(workers=workers, kind=pool_kind, inner=inner)
         monitor = simulation.InvariantMonitor(
             coverage_interval_s=settings.coverage.interval_s,
             min_history_days=settings.coverage.min_history_days,
@@ -79,7 +82,7 @@ def simulate(
         result,
         settings,
         seed=seed,
-        pool=pool_kind,
+        pool="dask" if dask else pool_kind,
         workers=workers,
         training_note=simulation.TRAINING_NOTE,
     )
