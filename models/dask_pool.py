@@ -33,11 +33,13 @@ import functools
 import hashlib
 import logging
 import os
+import signal
 import sys
 import tempfile
 import threading
 import uuid
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -135,6 +137,17 @@ def _lower_priority(nice: int) -> None:
         os.setpriority(os.PRIO_PROCESS, tid, max(current, nice))
 
 
+def dask_setup(worker: Any) -> None:
+    """Start-up hook of a local cluster's worker processes (they preload this module).
+
+    A ^C in the bot's terminal reaches every process of its group. The bot stops its
+    fits itself; a worker killed by the ^C first would fail them as "died mid-fit"
+    and print a traceback on the way out.
+    """
+    with contextlib.suppress(ValueError):  # not the main thread: a worker thread in a test
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def fit_on_worker(payload: FitPayload) -> Fitted:
     """The Dask task: refuse a worker whose versions differ, fit, return the files as bytes."""
     problem = version_problem(payload.bot_versions, worker_versions())
@@ -180,10 +193,18 @@ def local_cluster(workers: int, threads_per_worker: int = 1) -> Any:
         dashboard_address="127.0.0.1:0",
         worker_dashboard_address="127.0.0.1:0",
         scheduler_kwargs={"dashboard": False, "allowed_failures": 0},
-        # The first fit on a fresh worker finds pandas and scikit-learn loaded.
-        preload=["models.training"],
+        # Imports pandas and scikit-learn before the first fit; dask_setup ignores ^C.
+        preload=["models.dask_pool"],
         silence_logs=logging.CRITICAL,  # a failed task's log line would dump its candles
     )
+
+
+def _try(what: str, action: Callable[..., Any], **kwargs: Any) -> None:
+    """Best-effort clean-up (the fit's outcome is already decided): a failure is logged."""
+    try:
+        action(**kwargs)
+    except Exception as exc:
+        log.warning("Dask: %s failed: %s: %s", what, type(exc).__name__, exc)
 
 
 @dataclass(eq=False)
@@ -295,8 +316,7 @@ class DaskTrainingPool:
         if cancel_pending:
             for entry in entries:
                 if entry.dask_future is not None:
-                    with contextlib.suppress(Exception):
-                        entry.dask_future.release()
+                    _try(f"{entry.symbol}: releasing the fit", entry.dask_future.release)
                 self._resolve(entry, cancel=True)
         else:
             self.wait_idle(self._deadline_s)
@@ -326,9 +346,9 @@ class DaskTrainingPool:
         try:
             from distributed import Client
 
-            # Our own lines say what happened to a fit; the library's INFO chatter would
-            # bury them, and its WARNINGs repeat them.
-            logging.getLogger("distributed").setLevel(logging.ERROR)
+            # Our own lines say what happened to a fit, one line each; the library's would
+            # repeat them, some with multi-line tracebacks, among pages of INFO chatter.
+            logging.getLogger("distributed").setLevel(logging.CRITICAL)
             if self.scheduler:
                 client = Client(
                     self.scheduler, timeout=self._connect_timeout_s, set_as_default=False
@@ -363,13 +383,11 @@ class DaskTrainingPool:
     def _disconnect(self) -> None:
         client, self._client = self._client, None
         if client is not None:
-            with contextlib.suppress(Exception):
-                client.close(timeout=self._connect_timeout_s)
+            _try("closing the Dask client", client.close, timeout=self._connect_timeout_s)
         if self._closed:
             cluster, self._cluster = self._cluster, None
             if cluster is not None:
-                with contextlib.suppress(Exception):
-                    cluster.close(timeout=self._connect_timeout_s)
+                _try("closing the local Dask cluster", cluster.close)
 
     # --- handing jobs over ---------------------------------------------------------------
 
@@ -448,16 +466,21 @@ class DaskTrainingPool:
                 f"{entry.symbol}: Dask worker {exc.last_worker.address} died mid-fit "
                 f"(tried on {exc.allowed_failures + 1} worker(s))"
             )
-        return exc if isinstance(exc, BaseException) else TrainingError(f"{entry.symbol}: {exc}")
+        if isinstance(exc, TrainingError | artifacts.ArtifactError):
+            return exc  # the fit's own verdict, raised on the worker
+        # Anything else is the cluster's, often several lines long: one line for the log.
+        text = " ".join(str(exc).split())
+        if "deserializ" in text:
+            text = (
+                "the cluster cannot load the fit: its scheduler and workers need the bot's "
+                f"code and libraries (docs/distributed.md) ({text[:200]})"
+            )
+        return TrainingError(f"{entry.symbol}: Dask: {type(exc).__name__}: {text[:400]}")
 
     def _expire(self, entry: _Entry) -> None:
         """Timer thread: the fit is past its deadline; the worker's result will be ignored."""
         if not self._claim(entry):
             return
-        if entry.dask_future is not None:
-            # Dask cannot interrupt a running function: the worker finishes it and drops it.
-            with contextlib.suppress(Exception):
-                entry.dask_future.cancel(reason="fit deadline exceeded")
         self._complete(
             entry,
             error=TrainingError(
@@ -465,6 +488,9 @@ class DaskTrainingPool:
                 f"Dask scheduler {self._where}; abandoned"
             ),
         )
+        if entry.dask_future is not None:
+            # Dask cannot interrupt a running function: the worker finishes it and drops it.
+            _try(f"{entry.symbol}: cancelling the late fit", entry.dask_future.cancel)
 
     def _resolve(self, entry: _Entry, **outcome: Any) -> None:
         if self._claim(entry):
