@@ -51,6 +51,7 @@ import sklearn
 from threadpoolctl import threadpool_limits
 
 from models import artifacts, features, training
+from models.pool import JobCount
 from models.training import TrainingError, TrainJob, TrainParams, TrainResult, run_training
 
 log = logging.getLogger("tradeactors.training.dask")
@@ -109,6 +110,9 @@ class FitPayload(msgspec.Struct, frozen=True):
     threads: int
     bot_versions: dict[str, str]
     nice: int = 0  # lower the fitting thread's priority (a local cluster beside the trader)
+
+    def __repr__(self) -> str:  # a worker logs a failed task's arguments: not the candles
+        return f"FitPayload({self.symbol}, {len(self.candles):,} {self.timeframe} candles)"
 
 
 class Fitted(msgspec.Struct, frozen=True):
@@ -199,6 +203,17 @@ def local_cluster(workers: int, threads_per_worker: int = 1) -> Any:
     )
 
 
+def _quiet_dask_logs() -> None:
+    """Our own lines say what happened to a fit, one line each; the library's would repeat
+    them, some with multi-line tracebacks, among pages of INFO chatter. Its configuration
+    sets levels on some child loggers too (distributed.client), so those as well."""
+    loggers = logging.root.manager.loggerDict
+    for name in ["distributed", *(n for n in loggers if n.startswith("distributed."))]:
+        logger = logging.getLogger(name)
+        if name == "distributed" or logger.level != logging.NOTSET:
+            logger.setLevel(logging.CRITICAL)
+
+
 def _try(what: str, action: Callable[..., Any], **kwargs: Any) -> None:
     """Best-effort clean-up (the fit's outcome is already decided): a failure is logged."""
     try:
@@ -221,7 +236,7 @@ class _Entry:
     key: str = field(default_factory=lambda: f"fit-{uuid.uuid4().hex[:12]}")
 
 
-class DaskTrainingPool:
+class DaskTrainingPool(JobCount):
     """`TrainingBackend` on a Dask cluster. Thread-safe; see the module docstring.
 
     `scheduler`: "" starts a local cluster on 127.0.0.1 with `workers` worker
@@ -258,10 +273,9 @@ class DaskTrainingPool:
         self._connect_timeout_s = connect_timeout_s
         self._nice = nice if not scheduler else 0
         self._versions = worker_versions()
-        self._cond = threading.Condition()
+        super().__init__()
         self._waiting: deque[_Entry] = deque()
         self._running: dict[str, _Entry] = {}
-        self._in_flight = 0
         self._closed = False
         self._cluster: Any = None
         self._client: Any = None
@@ -292,14 +306,6 @@ class DaskTrainingPool:
             self._waiting.append(entry)
         self._dispatch.submit(self._pump)
         return entry.outer
-
-    def in_flight(self) -> int:
-        with self._cond:
-            return self._in_flight
-
-    def wait_idle(self, timeout: float) -> bool:
-        with self._cond:
-            return self._cond.wait_for(lambda: self._in_flight == 0, timeout)
 
     def worker_pids(self) -> list[int]:
         """Process ids of a local cluster's workers; empty for a remote cluster."""
@@ -346,9 +352,7 @@ class DaskTrainingPool:
         try:
             from distributed import Client
 
-            # Our own lines say what happened to a fit, one line each; the library's would
-            # repeat them, some with multi-line tracebacks, among pages of INFO chatter.
-            logging.getLogger("distributed").setLevel(logging.CRITICAL)
+            _quiet_dask_logs()
             if self.scheduler:
                 client = Client(
                     self.scheduler, timeout=self._connect_timeout_s, set_as_default=False
@@ -367,7 +371,7 @@ class DaskTrainingPool:
             raise TrainingError(reason) from exc
         self._client = client
         self._outage = None
-        workers = len(client.scheduler_info(n_workers=-1).get("workers", {}))
+        workers = len(client.nthreads())
         log.info(
             "Dask scheduler %s connected: %d workers; fits need scikit-learn %s, numpy %s.x, "
             "Python %s and model code %s",

@@ -92,7 +92,26 @@ class TrainingBackend(Protocol):
     def shutdown(self, cancel_pending: bool = True) -> None: ...
 
 
-class TrainingPool:
+class JobCount:
+    """Jobs submitted and not yet finished, under one condition: what `in_flight` and
+    `wait_idle` read in every pool. Subclasses count under ``self._cond``."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._in_flight = 0
+
+    def in_flight(self) -> int:
+        """Jobs submitted and not yet finished (queued or running)."""
+        with self._cond:
+            return self._in_flight
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Block until no job is queued or running; False if ``timeout`` s passed first."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self._in_flight == 0, timeout)
+
+
+class TrainingPool(JobCount):
     """A small executor for ``run_training`` jobs.
 
     ``kind="process"`` (production) runs jobs in forkserver worker processes;
@@ -115,8 +134,7 @@ class TrainingPool:
         self._workers = workers
         self._kind = kind
         self._nice = nice
-        self._cond = threading.Condition()
-        self._in_flight = 0
+        super().__init__()
         self._broken = False
         self._closed = False
         self._executor = self._new_executor()
@@ -184,16 +202,6 @@ class TrainingPool:
             ):
                 self._broken = True
             self._cond.notify_all()
-
-    def in_flight(self) -> int:
-        """Jobs submitted and not yet finished (queued or running)."""
-        with self._cond:
-            return self._in_flight
-
-    def wait_idle(self, timeout: float) -> bool:
-        """Block until no job is queued or running; False if ``timeout`` s passed first."""
-        with self._cond:
-            return self._cond.wait_for(lambda: self._in_flight == 0, timeout)
 
     def worker_pids(self) -> list[int]:
         """Process ids of the live worker processes (empty for ``kind="thread"``)."""

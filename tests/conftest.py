@@ -7,7 +7,7 @@ import pytest
 from hypothesis import settings as hypothesis_settings
 from threadpoolctl import threadpool_limits
 
-from tests.harness import stop_all_actors
+from tests.harness import Bot, stop_all_actors
 
 # As in the bot itself (supervisor.run): BLAS capped process-wide (OpenMP is capped
 # per thread by prob_up and run_training), so tests never oversubscribe two cores.
@@ -21,3 +21,12 @@ hypothesis_settings.load_profile("ci" if os.environ.get("CI") else "dev")
 def _no_actor_survives_a_test() -> Iterator[None]:
     yield
     stop_all_actors()
+
+
+@pytest.fixture
+def bots() -> Iterator[list[Bot]]:
+    """Bots a test made (append them): stopped after the test, even a failed one."""
+    made: list[Bot] = []
+    yield made
+    for bot in made:
+        bot.stop()

@@ -21,14 +21,15 @@ import numpy as np
 import psutil
 import pytest
 
-from actors.messages import GetSymbols, SymbolStates, TrainerFinished, TrainerStarted
+from actors.messages import TrainerFinished, TrainerStarted
 from config.settings import DaskSettings, Settings, SettingsError, load_settings
 from models import artifacts
 from models.dask_pool import DaskTrainingPool, version_problem, worker_versions
 from models.synthetic import random_walk_candles
 from models.training import TrainingError, TrainJob, TrainParams
-from policy.lifecycle import SymbolRecord, SymbolState
+from policy.lifecycle import SymbolState
 from tests.harness import Bot, settle
+from tests.test_recovery import records
 
 pytestmark = pytest.mark.slow
 
@@ -58,19 +59,6 @@ class Borrowed:
 
     def shutdown(self, cancel_pending: bool = True) -> None:
         pass
-
-
-@pytest.fixture
-def bots() -> Iterator[list[Bot]]:
-    made: list[Bot] = []
-    yield made
-    for bot in made:
-        bot.stop()
-
-
-def records(bot: Bot) -> dict[str, SymbolRecord]:
-    reply: SymbolStates = bot.ask("coverage", GetSymbols())
-    return {r.symbol: r for r in reply.records}
 
 
 def make_job(tmp_path: Path, candles: np.ndarray, params: TrainParams = SMALL) -> TrainJob:

@@ -9,7 +9,6 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -73,14 +72,6 @@ def ledger_and_exchange_agree(bot: Bot) -> None:
     balances = bot.exchange.fetch_balances()
     held = {s: p.amount for s, p in bot.system.ledger.positions().items()}
     assert held == {f"{a}/USDT": b.total for a, b in balances.items() if a != "USDT"}
-
-
-@pytest.fixture
-def bots() -> Iterator[list[Bot]]:
-    made: list[Bot] = []
-    yield made
-    for bot in made:
-        bot.stop()
 
 
 # --- the trader ----------------------------------------------------------------------------
