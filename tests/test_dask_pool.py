@@ -11,6 +11,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -305,3 +306,20 @@ def test_simulate_trains_on_the_dask_cluster(tmp_path: Path, scheduler: str) -> 
     assert summary["invariant_violations"] == []
     log_text = (out / "simulation.log").read_text()
     assert f"Dask scheduler {scheduler} connected: 2 workers" in log_text
+
+
+def test_the_settings_choose_the_backend(monkeypatch: pytest.MonkeyPatch) -> None:
+    from app.builders import build_training_pool
+    from config.settings import TrainingSettings
+    from models.pool import TrainingPool
+
+    local = build_training_pool(TrainingSettings(workers=1))
+    assert isinstance(local, TrainingPool)
+    local.shutdown()
+    dask = DaskSettings(scheduler=f"tcp://127.0.0.1:{closed_port()}", connect_timeout_s=0.1)
+    remote = build_training_pool(TrainingSettings(backend="dask", dask=dask))
+    assert isinstance(remote, DaskTrainingPool) and remote.scheduler == dask.scheduler
+    remote.shutdown()
+    monkeypatch.setitem(sys.modules, "models.dask_pool", None)  # the extra not installed
+    with pytest.raises(SettingsError, match=r"dask needs the dask extra \(pip install"):
+        build_training_pool(TrainingSettings(backend="dask"))
