@@ -245,7 +245,8 @@ def test_a_worker_with_another_scikit_learn_is_refused(tmp_path: Path, scheduler
 def test_fits_past_the_deadline_fail_and_fits_beyond_the_cap_wait(
     tmp_path: Path, scheduler: str
 ) -> None:
-    candles = random_walk_candles(3000, seed=8, momentum=0.3)
+    # About 1.4 s per fit on one core of this machine: far past the 0.2 s deadline.
+    candles = random_walk_candles(10_000, seed=8, momentum=0.3)
     slow = msgspec.structs.replace(SMALL, max_iter=400)
     pool = DaskTrainingPool(scheduler, fit_deadline_s=0.2, max_in_flight=1)
     try:
