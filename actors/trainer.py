@@ -48,7 +48,7 @@ from core.timeframes import timeframe_ms
 from exchange.port import ExchangePort
 from exchange.types import ExchangeError
 from models import artifacts
-from models.pool import TrainingPool
+from models.pool import TrainingBackend
 from models.training import TrainingError, TrainJob, TrainParams, TrainResult, UntrainableError
 from storage.candles import CandleCache, download
 
@@ -61,7 +61,7 @@ class TrainerActor(BaseActor):
         clock: Clock,
         exchange: ExchangePort,
         cache: CandleCache,
-        pool: TrainingPool,
+        pool: TrainingBackend,
         store: Mailbox,
         coverage: Mailbox,
         models_dir: Path,

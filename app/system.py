@@ -24,7 +24,7 @@ from actors.trainer import TrainerActor
 from config.settings import Settings
 from exchange.port import ExchangePort
 from models import artifacts
-from models.pool import TrainingPool
+from models.pool import TrainingBackend
 from models.training import TrainParams
 from storage.candles import CandleCache
 from storage.db import (
@@ -60,7 +60,7 @@ class System:
         settings: Settings,
         clock: Clock,
         exchange: ExchangePort,
-        pool: TrainingPool,
+        pool: TrainingBackend,
         ledger: Ledger | None = None,
         events: Topic | None = None,
         db: Database | None = None,

@@ -96,9 +96,31 @@ class CoverageSettings(_Section, frozen=True, forbid_unknown_fields=True, kw_onl
     max_model_age_s: Seconds = 7 * 86_400  # retrain in the background after a week
 
 
+class DaskSettings(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """Training on a Dask cluster (training.backend: dask; docs/distributed.md)."""
+
+    # "": a local cluster on 127.0.0.1 with training.workers worker processes, one thread
+    # each; otherwise the scheduler of an existing cluster, e.g. tcp://10.0.0.5:8786
+    scheduler: str = ""
+    threads_per_fit: PositiveInt = 1  # OpenMP/BLAS threads of one fit on its worker
+    max_in_flight: PositiveInt = 4  # fits handed to the scheduler at once; the rest wait here
+    fit_deadline_s: Positive = 3600.0  # from hand-over to result; then the fit is abandoned
+    connect_timeout_s: Positive = 10.0
+
+    def __post_init__(self) -> None:
+        if self.scheduler and "://" not in self.scheduler:
+            raise ValueError(
+                f"training.dask.scheduler {self.scheduler!r} needs a protocol, "
+                "e.g. tcp://host:8786 (empty: a local cluster on 127.0.0.1)"
+            )
+
+
 class TrainingSettings(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):
     # One worker on this 2-core machine keeps a core free for the trader.
     workers: PositiveInt = 1
+    # processes: a local worker-process pool; dask: a Dask cluster (training.dask)
+    backend: Literal["processes", "dask"] = "processes"
+    dask: DaskSettings = DaskSettings()
     window_days: Positive = 90
     max_attempts: PositiveInt = 4
     retry_base_s: Seconds = 600  # 10 min, 20 min, 40 min ... between failed attempts

@@ -315,6 +315,42 @@ def _param_value(value: Any) -> ParamValue:
     return str(value)
 
 
+def staged_files(staging_dir: str | Path) -> dict[str, bytes]:
+    """The staged model file and manifest as bytes, to carry them to another machine.
+
+    Used where the fit ran (a Dask worker, which does not share the bot's disk);
+    `write_staged_files` lays them out again where the store publishes them.
+    """
+    folder = Path(staging_dir)
+    manifest = read_manifest(folder)
+    names = (manifest.model_file, MANIFEST_FILE)
+    try:
+        return {name: (folder / name).read_bytes() for name in names}
+    except OSError as e:
+        raise ArtifactError(f"{folder}: cannot read staged files: {e}") from e
+
+
+def write_staged_files(staging_dir: str | Path, files: dict[str, bytes]) -> None:
+    """Write files from `staged_files` into an (empty) staging folder, fsynced.
+
+    Only plain file names are accepted. The checksum is not checked here: `publish`
+    checks it, as for a fit that staged its files on this machine.
+    """
+    folder = Path(staging_dir)
+    if MANIFEST_FILE not in files:
+        raise ArtifactError(f"{folder}: received files lack {MANIFEST_FILE}: {sorted(files)}")
+    for name in files:
+        if not name or name in (".", "..") or Path(name).name != name:
+            raise ArtifactError(f"{folder}: received file name {name!r} is not a plain file name")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, data in files.items():
+            write_synced(folder / name, data)
+        fsync_dir(folder)
+    except OSError as e:
+        raise ArtifactError(f"{folder}: cannot write received files: {e}") from e
+
+
 def publish(models_dir: str | Path, staging_dir: str | Path) -> Manifest:
     """Publish a staging folder as the next version ``models_dir/vNNNNNN``.
 

@@ -128,6 +128,7 @@ class TrainJob:
     # The bot's clock when the job was made (virtual in simulations); None: the
     # newest candle's open time. Never the worker's wall clock.
     trained_at_ms: int | None = None
+    threads: int = 1  # OpenMP threads of the fits (a Dask worker may give a fit more than one)
 
 
 class TrainResult(msgspec.Struct, frozen=True):
@@ -340,7 +341,7 @@ def run_training(job: TrainJob) -> TrainResult:
     # with every core busy, a multi-threaded fit's OpenMP barriers wait on
     # descheduled threads and a 0.3 s job can take minutes. (OpenMP limits are
     # per thread; a process worker is also capped for its lifetime.)
-    with threadpool_limits(limits=1, user_api="openmp"):
+    with threadpool_limits(limits=max(1, job.threads), user_api="openmp"):
         metrics, report = evaluate(symbol, fold_predictions(data, params), params, data.bar_s)
         estimator = data.strategy.make_estimator(params.max_iter).fit(data.X, data.y)
     gate: Gate = promotion_gate(

@@ -11,7 +11,7 @@ import msgspec
 
 from actors.base import Runtime
 from actors.clock import VirtualClock
-from app.builders import build_paper_exchange
+from app.builders import build_paper_exchange, build_training_pool
 from app.supervision import Supervisor
 from app.system import System
 from config.settings import Settings
@@ -63,7 +63,9 @@ def simulate(
         # the System's runtime, made here so that the pool can share it: the pool hands
         # fit results back when the scheduler says, so it must know the trainers' count
         runtime = Runtime()
-        pool = DeterministicPool(runtime, workers=workers, kind=pool_kind)
+        dask = settings.training.backend == "dask"  # else pool_kind says which local pool
+        inner = build_training_pool(settings.training, workers=workers) if dask else None
+        pool = DeterministicPool(runtime, workers=workers, kind=pool_kind, inner=inner)
         monitor = InvariantMonitor(
             coverage_interval_s=settings.coverage.interval_s,
             min_history_days=settings.coverage.min_history_days,
@@ -85,7 +87,7 @@ def simulate(
         result,
         settings,
         seed=seed,
-        pool=pool_kind,
+        pool="dask" if dask else pool_kind,
         workers=workers,
         training_note=TRAINING_NOTE,
     )
