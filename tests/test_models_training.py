@@ -176,13 +176,3 @@ def test_rare_positives_cannot_be_validated(tmp_path: Path) -> None:
 def test_malformed_candles(tmp_path: Path, walk: np.ndarray, mangle, message: str) -> None:
     with pytest.raises(TrainingError, match=f"SYN/USDT: {message}"):
         run_training(job(tmp_path, mangle(walk), TrainParams()))
-
-
-def test_the_label_and_fit_length_come_from_the_settings() -> None:
-    from config.settings import TrainingSettings
-
-    training = TrainingSettings(horizon_bars=7, label_threshold=0.01, max_iter=5)
-    params = TrainParams.from_settings(training)
-    assert (params.horizon_bars, params.label_threshold, params.max_iter) == (7, 0.01, 5)
-    bot = TrainingSettings()  # a job made without settings learns what the bot would
-    assert TrainParams.from_settings(bot) == TrainParams()
