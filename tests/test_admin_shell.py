@@ -535,6 +535,8 @@ def test_bot_and_shell_as_separate_processes(tmp_path: Path) -> None:
         f"data_dir: {tmp_path / 'var'}\n"
         "universe: {mode: static, symbols: [BTC/USDT, PEPE/USDT]}\n"
         "training: {window_days: 3, max_iter: 30}\n"
+        # every model promoted: the shell is under test, not the edge
+        "promotion: {min_net_return_pct: -100, min_auc: 0}\n"
         f"admin: {{port: {port}}}\n"
     )
     env = {k: v for k, v in os.environ.items() if k != TOKEN_ENV} | {"PYTHONUNBUFFERED": "1"}

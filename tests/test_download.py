@@ -113,6 +113,7 @@ def test_gaps_are_reported_and_the_download_can_be_backtested(tmp_path: Path) ->
     settings_file.write_text(
         f"data_dir: {tmp_path}\ntimeframe: 5m\nexchange: {{quote: BTC, starting_balance: 1.0}}\n"
         "coverage: {min_history_days: 7.5}\ntraining: {window_days: 7.5, max_iter: 30}\n"
+        "promotion: {min_net_return_pct: -100, min_auc: 0}\n"
         "trading: {stake_quote: 0.1}\n"
     )
     out = tmp_path / "out"

@@ -27,6 +27,7 @@ health_s: 2
 exchange: {{kind: ccxt, id: binance, mode: sandbox, base_url: "{fake.url}", timeout_ms: 3000}}
 universe: {{mode: static, symbols: [BTC/USDT, ETH/USDT]}}
 training: {{window_days: 3, max_iter: 30}}
+promotion: {{min_net_return_pct: -100, min_auc: 0}}
 admin: {{port: 0}}
 # enter on the first signal, never exit: every trained symbol places one order
 trading: {{entry_threshold: 1.0e-9, exit_threshold: 0.0, max_hold_bars: 0, stake_quote: 100}}

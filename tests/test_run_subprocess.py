@@ -22,6 +22,7 @@ heartbeat_s: 2
 health_s: 2
 universe: {{mode: static, symbols: [BTC/USDT, ETH/USDT, PEPE/USDT]}}
 training: {{window_days: 3, max_iter: 30}}
+promotion: {{min_net_return_pct: -100, min_auc: 0}}
 admin: {{port: 0}}
 """
     )

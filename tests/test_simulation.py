@@ -57,7 +57,15 @@ from simulation.report import Summary, format_summary, without_wall_fields, writ
 from simulation.runner import SIM_START
 from simulation.summary import max_drawdown, symbol_pnl
 from storage.ledger import MemoryLedger, OrderRow, OrderState
-from tests.harness import EVERY_CANDLE, HOLD, Recorder, new_clock, published_model, settle
+from tests.harness import (
+    EVERY_CANDLE,
+    HOLD,
+    PROMOTE_ANY,
+    Recorder,
+    new_clock,
+    published_model,
+    settle,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 T = SIM_START
@@ -67,7 +75,12 @@ def small_settings() -> Settings:
     """Default settings with a short training window and few iterations (fast fits), and a
     trader that enters and exits on every other candle, so that runs trade and can differ."""
     return msgspec.convert(
-        {"training": {"window_days": 4, "max_iter": 30}, "trading": EVERY_CANDLE}, type=Settings
+        {
+            "training": {"window_days": 4, "max_iter": 30},
+            "trading": EVERY_CANDLE,
+            "promotion": PROMOTE_ANY,
+        },
+        type=Settings,
     )
 
 
@@ -323,6 +336,7 @@ def test_symbols_trained_together_become_active_in_the_same_order_every_run() ->
         {
             "training": {"window_days": 4, "max_iter": 30},
             "trading": {**HOLD, "max_open_positions": 1},
+            "promotion": PROMOTE_ANY,
         },
         type=Settings,
     )
@@ -511,7 +525,10 @@ def test_a_trader_that_keeps_dying_stops_the_simulation(monkeypatch: pytest.Monk
 @pytest.mark.slow
 def test_simulate_command_writes_report_and_exits_0(tmp_path: Path) -> None:
     settings = tmp_path / "settings.yaml"
-    settings.write_text("training: {window_days: 3, max_iter: 20}\n")
+    settings.write_text(
+        "training: {window_days: 3, max_iter: 20}\n"
+        "promotion: {min_net_return_pct: -100, min_auc: 0}\n"
+    )
     out = tmp_path / "out"
     proc = subprocess.run(
         [
