@@ -281,13 +281,7 @@ def rule_problems(s: Settings) -> list[str]:
     """
     problems = []
     trading, quote = s.trading, s.exchange.quote
-    # with entry <= exit, a fresh position meets its own exit rule: the bot buys at once and
-    # sells on the next candle, paying fees both ways for nothing
-    if not trading.entry_threshold > trading.exit_threshold:
-        problems.append(
-            f"trading.entry_threshold ({trading.entry_threshold:g}) must be greater than "
-            f"trading.exit_threshold ({trading.exit_threshold:g})"
-        )
+    # entry_threshold > exit_threshold is TradingSettings' own rule (every Settings keeps it)
     if s.training.retry_max_s < s.training.retry_base_s:
         problems.append(
             f"training.retry_max_s ({s.training.retry_max_s} s) must be >= "

@@ -298,8 +298,8 @@ def test_entry_threshold_below_exit_is_refused_at_start(
     code, lines = main(capsys, "--settings", str(settings))
     assert code == 2
     assert lines == [
-        f"{settings}: trading.entry_threshold (0.4) must be greater than "
-        "trading.exit_threshold (0.45)"
+        f"{settings}: trading.entry_threshold 0.4 must be above trading.exit_threshold 0.45 "
+        "(hysteresis: a signal between them neither enters nor exits) - at $.trading"
     ]
     assert tree(work) == ["settings.yaml"]
 
@@ -307,7 +307,6 @@ def test_entry_threshold_below_exit_is_refused_at_start(
 @pytest.mark.parametrize(
     ("raw", "problem"),
     [
-        ({"trading": {"entry_threshold": 0.5, "exit_threshold": 0.5}}, "must be greater than"),
         ({"training": {"retry_base_s": 600, "retry_max_s": 300}}, "retry_max_s (300 s) must be"),
         (
             {"universe": {"mode": "static", "symbols": ["BTC/EUR"]}},
