@@ -34,7 +34,11 @@ TRAINING_NOTE = (
 
 
 class SymbolResult(SymbolSummary, kw_only=True):
-    """A symbol's part of a backtest: the simulation's fields plus what it earned."""
+    """A symbol's part of a backtest: the simulation's fields plus what it earned.
+
+    `buy_hold_return_pct`, `fees_quote` and `round_trips` replace the simulation's
+    fields of the same names with the backtest's definitions (docs/backtesting.md).
+    """
 
     candles: int  # replayed: closed inside the window
     missing_candles: int  # gaps inside the window (skipped, not interpolated)
@@ -46,7 +50,11 @@ class SymbolResult(SymbolSummary, kw_only=True):
 
 
 class BacktestSummary(Summary, kw_only=True):
-    """`simulate`'s summary fields (`symbols` holds `SymbolResult`s) plus the returns."""
+    """`simulate`'s summary fields (`symbols` holds `SymbolResult`s) plus the returns.
+
+    As in `SymbolResult`, the backtest's buy and hold, fees and round trips replace the
+    simulation's fields of the same names.
+    """
 
     source: str  # the folder or cache the candles came from
     exchange: str  # whose candles they are
@@ -123,7 +131,8 @@ def summarize_backtest(
     for name, values in extra.items():
         known = base.symbols.get(name)
         fields = msgspec.structs.asdict(known) if known is not None else _unseen(run, name)
-        symbols[name] = SymbolResult(**fields, **values)
+        # the backtest's own returns, fees and round trips replace the simulation's
+        symbols[name] = SymbolResult(**(fields | values))
     fields = msgspec.structs.asdict(base)
     fields["symbols"] = symbols
     fields["market_symbols"] = len(symbols)
@@ -133,6 +142,11 @@ def summarize_backtest(
     candles = sum(v["candles"] for v in extra.values())
     holds = [v["buy_hold_return_pct"] for v in extra.values()]
     start_balance = settings.exchange.starting_balance
+    fields |= {
+        "buy_hold_return_pct": round(sum(holds) / len(holds), 4) if holds else 0.0,
+        "fees_quote": round(sum(v["fees_quote"] for v in extra.values()), 10),
+        "round_trips": sum(v["round_trips"] for v in extra.values()),
+    }
     return BacktestSummary(
         **fields,
         source=source,
@@ -143,9 +157,6 @@ def summarize_backtest(
         candles=candles,
         candles_per_second=round(candles / run.wall_seconds, 1) if run.wall_seconds > 0 else 0.0,
         net_return_pct=round(100 * (base.final_equity / start_balance - 1), 4),
-        buy_hold_return_pct=round(sum(holds) / len(holds), 4) if holds else 0.0,
-        fees_quote=round(sum(v["fees_quote"] for v in extra.values()), 10),
-        round_trips=sum(v["round_trips"] for v in extra.values()),
     )
 
 

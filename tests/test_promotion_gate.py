@@ -18,6 +18,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from actors.base import Runtime
 from actors.messages import (
     Event,
     GateDecided,
@@ -93,7 +94,7 @@ def run_until(bot: Bot, end: float) -> None:
     """Deliver every timer due before `end`, settling after each (as the simulator does)."""
     while (due := bot.clock.next_due()) is not None and due < end:
         bot.clock.advance_to(due)
-        settle()
+        bot.settle()
 
 
 def test_a_rejected_model_is_kept_aside_and_its_symbol_waits_in_no_edge(
@@ -160,7 +161,7 @@ def test_seven_days_without_an_edge_train_once_a_day_not_once_a_tick(
     assert entered == ["TRAINING", "NO_EDGE"] * len(starts)
     # an admin asks: it trains at once, whatever the retry time
     assert bot.ask("coverage", RetrainSymbol(symbol="BTC/USDT")).ok
-    settle()
+    bot.settle()
     assert len(bot.events.of(TrainerStarted)) == len(starts) + 1
     assert record_of(bot, "BTC/USDT").state is SymbolState.NO_EDGE
 
@@ -213,10 +214,11 @@ def test_the_store_never_publishes_a_model_its_manifest_calls_rejected(tmp_path:
     manifest = json.loads((staging / "manifest.json").read_text())
     manifest["gate"] = {"promoted": False, "reasons": ["AUC 0.49 < 0.5"]}
     (staging / "manifest.json").write_text(json.dumps(manifest))
-    store = ModelStoreActor.start(clock=new_clock(), models_dir=models_dir)
+    runtime = Runtime()
+    store = ModelStoreActor.start(clock=new_clock(), models_dir=models_dir, runtime=runtime)
     reply_to = Recorder()
     store.tell(PublishModel(symbol="ETH/USDT", staging_dir=str(staging), reply_to=reply_to))
-    settle()
+    settle(runtime)
     (failed,) = reply_to.of(PublishFailed)
     assert failed.error == "its manifest says the promotion gate rejected it (AUC 0.49 < 0.5)"
     assert store.ask(GetModels()).models == {} and not (models_dir / "v000001").exists()

@@ -119,7 +119,7 @@ def test_sell_lines_and_status_carry_the_round_trips(
     trader.tell(states(SymbolState.ACTIVE))
     for _ in range(7):
         clock.advance(60)
-        settle()
+        settle(rig.runtime)
     fills = ledger.fills()
     trips = len(fills) // 2
     assert trips >= 3 and [f.side for f in fills] == ["buy", "sell"] * trips
@@ -158,13 +158,13 @@ def test_a_position_whose_symbol_lost_its_edge_still_has_its_stop_loss(tmp_path:
     trader, events = rig.ref, rig.events
     trader.tell(ModelsUpdated(version=model.version, symbols=(), models={"BTC/USDT": model}))
     trader.tell(states(SymbolState.ACTIVE))
-    settle()
+    settle(rig.runtime)
     (entry,) = events.of(OrderPlaced)
     assert entry.intent is Intent.ENTRY
     trader.tell(states(SymbolState.NO_EDGE))  # the model stays loaded; the symbol may not trade
     for _ in range(30):
         clock.advance(60)
-        settle()
+        settle(rig.runtime)
     orders = events.of(OrderPlaced)
     assert [o.intent for o in orders] == [Intent.ENTRY, Intent.STOP_LOSS]
     assert orders[1].net_pnl is not None and orders[1].net_pnl < 0
