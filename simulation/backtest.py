@@ -34,21 +34,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from actors.base import Runtime
 from actors.clock import VirtualClock
 from actors.messages import SignalProduced
 from app.builders import build_paper_exchange
-from app.supervision import Supervisor
-from app.system import System
 from config.settings import Settings
 from exchange.port import ExchangePort
 from exchange.replay import ReplayMarket
-from policy.lifecycle import DAY_S
 from simulation.backtest_inputs import Window, backtest_settings, replay_window, start_s
 from simulation.backtest_summary import BacktestSummary, summarize_backtest
-from simulation.monitor import InvariantMonitor
-from simulation.pool import DeterministicPool
-from simulation.runner import run as run_loop
+from simulation.simulate import run_bot
 from storage.ledger import OrderRow
 
 
@@ -113,28 +107,17 @@ def backtest(
         raise ValueError(f"the clock is at {vclock.now()}, not at the backtest's start")
     with tempfile.TemporaryDirectory(prefix="tradeactors-backtest-", dir=_scratch()) as data_dir:
         run_settings = backtest_settings(settings, market, data_dir)
-        runtime = Runtime()  # shared by the pool and the System, as in simulate()
-        pool = DeterministicPool(runtime, workers=workers, kind=pool_kind)
-        monitor = InvariantMonitor(
-            coverage_interval_s=run_settings.coverage.interval_s,
-            min_history_days=run_settings.coverage.min_history_days,
-            listed_at={s: market.listed_ms(s) / 1000 for s in market.symbols()},
-            retry_after_s=run_settings.promotion.retry_after_days * DAY_S,
-        )
-        system = System(
-            run_settings, vclock, exchange(run_settings, vclock, market), pool, runtime=runtime
-        )
         signals = _Signals()
-        system.events.subscribe("backtest", signals)
-        run = run_loop(
-            system,
+        run = run_bot(
+            run_settings,
             vclock,
-            pool,
-            window.seconds,
-            monitor=monitor,
-            sample_s=run_settings.heartbeat_s,
-            supervisor=Supervisor(system).handle,
+            exchange(run_settings, vclock, market),
+            seconds=window.seconds,
+            listed_at={s: market.listed_ms(s) / 1000 for s in market.symbols()},
+            pool_kind=pool_kind,
+            workers=workers,
             on_step=on_step,
+            subscribers={"backtest": signals},
         )
     summary = summarize_backtest(
         run,

@@ -9,20 +9,19 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import msgspec
-from threadpoolctl import threadpool_limits
 
 from actors.clock import VirtualClock
-from app.logs import configure_logging
 from config.settings import SettingsError, load_settings
 from core.timeframes import timeframe_ms
 from exchange.replay import ReplayMarket
 from policy.lifecycle import DAY_S
 from simulation import report as sim_report
-from simulation.backtest import backtest
+from simulation.backtest import Backtest, backtest
 from simulation.backtest_inputs import (
     BacktestError,
     Window,
@@ -34,7 +33,7 @@ from simulation.backtest_inputs import (
     utc_ms,
 )
 from simulation.backtest_report import format_backtest, returns_html
-from simulation.progress import ProgressAwareHandler, ProgressBar
+from simulation.progress import run_with_progress
 from storage.candle_files import CandleFileError
 
 log = logging.getLogger("tradeactors.backtest")
@@ -121,19 +120,10 @@ def command(args: Any) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     clock = VirtualClock(start=start_s(settings, window))
-    bar = ProgressBar(window.seconds)
-    # the settings' level and up to the log file; warnings to the terminal, under the bar
-    configure_logging(
-        settings.logging.level,
-        clock=clock,
-        file=out / "backtest.log",
-        terminal=ProgressAwareHandler(bar),
-        terminal_level=logging.WARNING,
-    )
-    _log_data(market, window)
-    thread_cap = threadpool_limits(limits=1)  # as a live run: fits never oversubscribe
-    try:
-        result = backtest(
+
+    def work(on_step: Callable[[float, float], None]) -> Backtest:
+        _log_data(market, window)
+        return backtest(
             settings,
             market,
             window=window,
@@ -142,15 +132,19 @@ def command(args: Any) -> int:
             pool_kind=args.pool,
             workers=args.workers,
             clock=clock,
-            on_step=bar.update,
+            on_step=on_step,
         )
-    except KeyboardInterrupt:
-        bar.finish()
-        print("backtest: interrupted; no report written", file=sys.stderr)
+
+    result = run_with_progress(
+        "backtest",
+        work,
+        total_s=window.seconds,
+        clock=clock,
+        level=settings.logging.level,
+        log_file=out / "backtest.log",
+    )
+    if result is None:
         return 130
-    finally:
-        bar.finish()
-        thread_cap.restore_original_limits()
     summary = result.summary
     title = (
         f"Backtest: {summary.market_symbols} symbols, {summary.timeframe}, "
