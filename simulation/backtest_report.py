@@ -6,14 +6,15 @@ import html
 from pathlib import Path
 
 from simulation.backtest_summary import BacktestSummary, SymbolResult
+from simulation.report import by_trigger_text, health_lines, training_line
 
 
 def format_backtest(summary: BacktestSummary, out: Path | None = None) -> str:
     """The digest printed at the end of a backtest."""
     s = summary
     quote = s.quote
-    checks = ", ".join(f"{k} {v}" for k, v in s.coverage_checks_by_trigger.items())
-    reloads = ", ".join(f"{k} {v}" for k, v in s.model_reloads_by_trigger.items())
+    checks = by_trigger_text(s.coverage_checks_by_trigger)
+    reloads = by_trigger_text(s.model_reloads_by_trigger)
     lines = [
         f"Backtest of {s.market_symbols} symbols ({s.exchange or 'stored'} {s.timeframe} "
         f"candles) from {s.start} to {s.end}: {s.days:g} days, {s.candles:,} candles "
@@ -22,18 +23,13 @@ def format_backtest(summary: BacktestSummary, out: Path | None = None) -> str:
         f"coverage_checks: {s.coverage_checks} ({checks}); universe_refreshes: "
         f"{s.universe_refreshes}",
         f"model_reloads: {s.model_reloads} ({reloads}); models_published: {s.models_published}",
-        f"actor_restarts: {s.actor_restarts}"
-        + (f"; the bot STOPPED early: {s.stopped_early}" if s.stopped_early else ""),
-        f"duplicate_trainings: {s.duplicate_trainings}",
-        f"invariant_violations: {len(s.invariant_violations) or 'none'}",
-        *(f"  - {v}" for v in s.invariant_violations[:20]),
+        *health_lines(s),
         f"orders: {s.orders} (fills {s.fills}, refused {s.orders_failed}); round_trips: "
         f"{s.round_trips}; fees: {s.fees_quote:.8g} {quote}; signals: {s.signals}",
         f"net_return: {s.net_return_pct:+.2f}% (equity {s.final_equity:.8g} from "
         f"{s.starting_balance:g}); buy_hold_return: {s.buy_hold_return_pct:+.2f}% "
         f"(equal weights); max_drawdown: {100 * s.max_drawdown:.2f}%",
-        f"training: window {s.training.window_days:g} days, max_iter {s.training.max_iter}, "
-        f"{s.training.pool} pool x{s.training.workers}",
+        training_line(s),
         "",
         f"{'symbol':<10} {'final state':<16} {'trainings':>9} {'active from':<17} "
         f"{'orders':>6} {'trips':>5} {'net %':>7} {'hold %':>7} {'candles':>7} {'gaps':>4}",

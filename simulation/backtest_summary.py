@@ -16,15 +16,14 @@ from config.settings import Settings
 from core.timefmt import format_utc
 from exchange.replay import ReplayMarket
 from policy.lifecycle import DAY_S
-from simulation import report as sim_report
+from simulation import summary as sim_summary
 from simulation.backtest_inputs import Window, utc_ms
-from simulation.report import Summary, SymbolSummary
 from simulation.runner import SimRun
-from simulation.summary import summarize, symbol_pnl
+from simulation.summary import Summary, SymbolSummary, summarize, symbol_pnl
 from storage.ledger import OrderRow
 
 # summary fields that depend on the machine, not on the inputs
-WALL_FIELDS = (*sim_report.WALL_FIELDS, "candles_per_second")
+WALL_FIELDS = (*sim_summary.WALL_FIELDS, "candles_per_second")
 
 TRAINING_NOTE = (
     "Trains as settings.training says, on the candles before the virtual now only. Fits "

@@ -22,9 +22,9 @@ from core.timefmt import format_utc
 from policy.lifecycle import DAY_S
 from simulation import report as sim_report
 from simulation.progress import run_with_progress
-from simulation.report import Summary
 from simulation.runner import SIM_START
 from simulation.simulate import simulate
+from simulation.summary import Summary
 
 log = logging.getLogger("tradeactors.simulation")
 

@@ -22,9 +22,8 @@ from exchange.port import ExchangePort
 from exchange.synthetic import SyntheticMarket, synthetic_specs
 from simulation.monitor import InvariantMonitor
 from simulation.pool import DeterministicPool
-from simulation.report import Summary
 from simulation.runner import SIM_START, SimRun, run
-from simulation.summary import summarize
+from simulation.summary import Summary, summarize
 
 TRAINING_NOTE = (
     "Trains as settings.training says (window, iterations) unless --train-days shortens the "
