@@ -65,11 +65,17 @@ from exchange.port import ExchangePort
 from exchange.types import ExchangeError, Order, OrderRejected, OrderRequest, Side
 from execution.reconcile import reconcile, record_order
 from models.artifacts import LoadedModel
-from models.features import LOOKBACK_BARS, latest_features
 from policy.lifecycle import SymbolState, is_blocked
 from policy.reconcile import position_of
 from policy.results import TradeBook, format_round_trip
-from policy.risk import Decision, Intent, Position, RiskLimits, client_order_id, decide
+from policy.risk import (
+    Decision,
+    Intent,
+    Position,
+    client_order_id,
+    decide,
+    limits_from_settings,
+)
 from storage.ledger import Ledger, OrderRow, OrderState
 
 PAUSED_KEY = "trader.paused"
@@ -97,15 +103,9 @@ class TraderActor(BaseActor):
         self.exchange = exchange
         self.ledger = ledger
         self.settings = trading
-        self.limits = RiskLimits(
-            stake_quote=trading.stake_quote,
-            max_open_positions=trading.max_open_positions,
-            stop_loss_pct=trading.stop_loss_pct,
-            entry_threshold=trading.entry_threshold,
-            exit_threshold=trading.exit_threshold,
-        )
         self.timeframe = timeframe
         self.tf_s = timeframe_s(timeframe)
+        self.limits = limits_from_settings(trading, self.tf_s)
         self.heartbeat_s = heartbeat_s
         self.health_s = health_s
         self.quote = quote
@@ -116,6 +116,7 @@ class TraderActor(BaseActor):
         self.positions: dict[str, Position] = {}
         self.last_candle_ms: dict[str, int] = {}  # newest candle already decided on
         self.last_price: dict[str, float] = {}
+        self.last_exit_at: dict[str, float] = {}  # when each symbol's last sell was decided
         self.paused = False
         self.book = TradeBook()  # round trips and fees, from the ledger's fills
         self.orders_placed = 0
@@ -191,6 +192,10 @@ class TraderActor(BaseActor):
         for row in self.ledger.orders():  # a decided candle is never decided again
             if row.candle_ms > self.last_candle_ms.get(row.symbol, -1):
                 self.last_candle_ms[row.symbol] = row.candle_ms
+            if row.side == Side.SELL and row.filled > 0:  # the cooldown survives a restart
+                self.last_exit_at[row.symbol] = max(
+                    row.created_at, self.last_exit_at.get(row.symbol, row.created_at)
+                )
         self.positions = {s: position_of(r) for s, r in self.ledger.positions().items()}
 
     def _reconcile(self) -> bool:
@@ -247,8 +252,9 @@ class TraderActor(BaseActor):
         position = self.positions.get(symbol)
         if model is None and position is None:
             return
+        lookback = model.strategy.lookback_bars if model is not None else 1
         try:
-            candles = self.exchange.fetch_ohlcv(symbol, self.timeframe, limit=LOOKBACK_BARS + 5)
+            candles = self.exchange.fetch_ohlcv(symbol, self.timeframe, limit=lookback + 5)
         except ExchangeError as exc:
             self.log.warning("%s: no market data this candle: %s", symbol, exc)
             return
@@ -260,8 +266,8 @@ class TraderActor(BaseActor):
             return  # already decided on this candle
         self.last_candle_ms[symbol] = candle_ms
         prob_up: float | None = None
-        if model is not None and len(candles) >= LOOKBACK_BARS:
-            features = latest_features(np.asarray(candles, dtype=np.float64))
+        if model is not None and len(candles) >= lookback:
+            features = model.strategy.latest_features(np.asarray(candles, dtype=np.float64))
             prob_up = model.prob_up(features)
             self.publish(
                 SignalProduced(
@@ -276,6 +282,8 @@ class TraderActor(BaseActor):
             open_positions=len(self.positions),
             paused=self.paused,
             limits=self.limits,
+            now=self.clock.now(),
+            last_exit_at=self.last_exit_at.get(symbol),
         )
         if decision is not None:
             self._place(symbol, candle_ms, price, decision)
@@ -335,6 +343,8 @@ class TraderActor(BaseActor):
         self.orders_placed += 1
         fill_price = order.average_price or price
         symbol = order.symbol
+        if order.side == Side.SELL and order.filled > 0:
+            self.last_exit_at[symbol] = now
         if recorded.position is None:
             self.positions.pop(symbol, None)
         else:

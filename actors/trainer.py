@@ -48,7 +48,7 @@ from core.timeframes import timeframe_ms
 from exchange.port import ExchangePort
 from exchange.types import ExchangeError
 from models import artifacts
-from models.pool import TrainingPool
+from models.pool import TrainingBackend
 from models.training import TrainingError, TrainJob, TrainParams, TrainResult, UntrainableError
 from storage.candles import CandleCache, download
 
@@ -61,12 +61,13 @@ class TrainerActor(BaseActor):
         clock: Clock,
         exchange: ExchangePort,
         cache: CandleCache,
-        pool: TrainingPool,
+        pool: TrainingBackend,
         store: Mailbox,
         coverage: Mailbox,
         models_dir: Path,
         timeframe: str,
         training: TrainingSettings,
+        params: TrainParams,
         on_exit: Callable[[BaseActor], None],
         supervisor: Mailbox | None = None,
         events: Topic | None = None,
@@ -82,6 +83,7 @@ class TrainerActor(BaseActor):
         self.models_dir = Path(models_dir)
         self.timeframe = timeframe
         self.training = training
+        self.params = params  # labels, walk-forward trading rules and the promotion gate
         self.on_exit = on_exit
         self.finished = False
         self.staging: str | None = None  # removed unless the store published it
@@ -157,7 +159,6 @@ class TrainerActor(BaseActor):
         except (ExchangeError, OSError) as exc:
             self._fail(f"history download failed: {exc}")
             return
-        params = TrainParams.from_settings(self.training)
         staging = artifacts.new_staging_dir(self.models_dir)
         self.staging = str(staging)
         job = TrainJob(
@@ -165,7 +166,7 @@ class TrainerActor(BaseActor):
             timeframe=self.timeframe,
             candles=candles,
             staging_dir=str(staging),
-            params=params,
+            params=self.params,
             trained_at_ms=now_ms,
         )
         self.log.info(

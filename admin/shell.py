@@ -175,7 +175,8 @@ WATCHING = "watching; Ctrl-C to stop"
 
 
 def _watch_started(text: str, reply: AnyAdminReply, output: _Output) -> None:
-    # the server's reply names its own way to stop (an Unwatch request); a person stops
+    # Said inside `_one_interrupt`: a person may press Ctrl-C as soon as they read it.
+    # The server's reply names its own way to stop (an Unwatch request); a person stops
     # the shell's watch with Ctrl-C, and only that is said
     if output.as_json:
         output.reply(text, reply)
@@ -186,9 +187,9 @@ def _watch_started(text: str, reply: AnyAdminReply, output: _Output) -> None:
 def _one(client: AdminClient, request: AdminRequest, output: _Output) -> int:
     text, reply = client.request(request)
     if isinstance(request, WatchRequest) and not is_error(reply):
-        _watch_started(text, reply, output)
         with _one_interrupt():
             with contextlib.suppress(KeyboardInterrupt):
+                _watch_started(text, reply, output)
                 for text, event in client.events():
                     output.reply(text, event)
             client.close()
@@ -247,8 +248,7 @@ def _interactive(
             continue
         status = EXIT_REFUSED if is_error(reply) else EXIT_OK
         if isinstance(request, WatchRequest) and not is_error(reply):
-            _watch_started(text, reply, output)
-            _watch_until_interrupt(client, output)
+            _watch_until_interrupt(client, output, text, reply)
             refresh_symbols()
             continue
         output.reply(text, reply)
@@ -258,9 +258,12 @@ def _interactive(
     return status
 
 
-def _watch_until_interrupt(client: AdminClient, output: _Output) -> None:
+def _watch_until_interrupt(
+    client: AdminClient, output: _Output, text: str, reply: AnyAdminReply
+) -> None:
     with _one_interrupt():
         try:
+            _watch_started(text, reply, output)
             for text, frame in client.events():
                 output.reply(text, frame)
         except KeyboardInterrupt:

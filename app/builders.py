@@ -1,4 +1,6 @@
-"""Builds the parts a System is made of from settings: the exchange and the admin server."""
+"""Builds the parts a System is made of from settings: the exchange, the training pool and the
+admin server.
+"""
 
 from __future__ import annotations
 
@@ -14,13 +16,14 @@ import msgspec
 from actors.clock import Clock
 from admin.server import AdminServer
 from app.system import System
-from config.settings import ExchangeSettings, Settings, SettingsError
+from config.settings import ExchangeSettings, Settings, SettingsError, TrainingSettings
 from core.durable import write_atomically
 from exchange.live import LivePaperExchange
 from exchange.paper import PaperExchange, PaperMarket
 from exchange.port import ExchangePort
 from exchange.synthetic import SyntheticMarket
 from exchange.types import ExchangeError, TransientExchangeError
+from models.pool import TrainingBackend, TrainingPool
 
 log = logging.getLogger("tradeactors.supervisor")
 
@@ -169,6 +172,34 @@ def build_live_paper_exchange(settings: Settings, clock: Clock) -> ExchangePort:
     except TransientExchangeError as exc:
         log.warning("%s does not answer at start (%s); paper orders wait until it does", ex.id, exc)
     return exchange
+
+
+def build_training_pool(training: TrainingSettings, workers: int | None = None) -> TrainingBackend:
+    """Worker processes on this machine, or a Dask cluster (docs/distributed.md).
+
+    `workers` overrides training.workers (the local pool's or local cluster's size).
+
+    Never blocks: a Dask pool connects in the background; an unreachable scheduler
+    is logged and its fits fail (and are retried) like any other failure. Raises
+    SettingsError when the dask extra is not installed.
+    """
+    if training.backend == "processes":
+        return TrainingPool(workers=workers or training.workers, kind="process")
+    try:
+        from models.dask_pool import DaskTrainingPool
+    except ImportError as exc:
+        raise SettingsError(
+            f"training.backend dask needs the dask extra (pip install -e '.[dask]'): {exc}"
+        ) from None
+    d = training.dask
+    return DaskTrainingPool(
+        d.scheduler,
+        workers=workers or training.workers,
+        threads_per_fit=d.threads_per_fit,
+        max_in_flight=d.max_in_flight,
+        fit_deadline_s=d.fit_deadline_s,
+        connect_timeout_s=d.connect_timeout_s,
+    )
 
 
 class _Anchor(msgspec.Struct):

@@ -16,14 +16,14 @@ from threadpoolctl import threadpool_limits
 from actors.clock import RealClock
 from admin.token import TokenError, load_or_create_token
 from app import __version__, preflight
-from app.builders import build_admin_server, build_exchange
+from app.builders import build_admin_server, build_exchange, build_training_pool
 from app.logs import add_log_file, configure_logging
 from app.preflight import PreflightError
 from app.supervision import Supervisor
 from app.system import System
 from config.settings import Settings, SettingsError, load_settings
 from exchange.types import ExchangeError
-from models.pool import TrainingPool
+from models.strategy import StrategyError, load_strategy
 from notify.notes import note, stopped
 from notify.notifier import Notifier, NotifyError
 from storage.db import FILE_NAME, Database, StorageError
@@ -59,6 +59,12 @@ def run(
         clock.stop()
         print(exc, file=sys.stderr)
         return exc.code
+    try:  # a broken plug-in stops the bot now, not at its first training or trade
+        load_strategy(settings.training.strategy)
+    except StrategyError as exc:
+        clock.stop()
+        print(f"{settings_path}: training.strategy: {exc}", file=sys.stderr)
+        return 2
     configure_logging(settings.logging.level)
     logs = settings.logging
     to_file = None
@@ -142,7 +148,13 @@ def _run_system(settings: Settings, clock: RealClock, notifier: Notifier) -> int
         exchange.close()
         print(f"admin token: {exc}", file=sys.stderr)
         return 2
-    pool = TrainingPool(workers=settings.training.workers, kind="process")
+    try:
+        pool = build_training_pool(settings.training)
+    except SettingsError as exc:
+        db.close()
+        exchange.close()
+        print(exc, file=sys.stderr)
+        return 2
     system = System(settings, clock, exchange, pool, db=db)
     admin = None if admin_token is None else build_admin_server(system, admin_token.value)
     supervisor = Supervisor(system, admin=admin)

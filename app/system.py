@@ -24,7 +24,8 @@ from actors.trainer import TrainerActor
 from config.settings import Settings
 from exchange.port import ExchangePort
 from models import artifacts
-from models.pool import TrainingPool
+from models.pool import TrainingBackend
+from models.training import TrainParams
 from storage.candles import CandleCache
 from storage.db import (
     FILE_NAME,
@@ -59,7 +60,7 @@ class System:
         settings: Settings,
         clock: Clock,
         exchange: ExchangePort,
-        pool: TrainingPool,
+        pool: TrainingBackend,
         ledger: Ledger | None = None,
         events: Topic | None = None,
         db: Database | None = None,
@@ -69,6 +70,7 @@ class System:
         self.clock = clock
         self.exchange = exchange
         self.pool = pool
+        self.train_params = TrainParams.from_settings(settings)
         data = Path(settings.data_dir)
         # the database: opened here unless given (raises StorageError if it fails its checks)
         self.db = db or Database.open(data / FILE_NAME)
@@ -156,6 +158,7 @@ class System:
             models_dir=self.models_dir,
             timeframe=self.settings.timeframe,
             training=self.settings.training,
+            params=self.train_params,
             on_exit=leave,
             supervisor=self.mailbox,
             events=self.events,

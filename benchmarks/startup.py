@@ -44,7 +44,7 @@ def prepare(data_dir: Path, symbols: list[str]) -> Path:
             "1m",
             candles,
             str(staging),
-            TrainParams(),  # the bot's settings.training defaults
+            TrainParams(),  # the settings defaults
             trained_at_ms=end,
         )
         run_training(job)

@@ -44,7 +44,7 @@ from storage.ledger import MemoryLedger
 
 SYMBOLS = ["BTC/USDT", "ETH/USDT", "SOL/USDT", "XRP/USDT", "ADA/USDT", "LINK/USDT"]
 DAY_MS = 86_400_000
-PARAMS = TrainParams()  # the bot's settings.training defaults
+PARAMS = TrainParams()  # the bot's settings defaults
 
 
 class _Sink:

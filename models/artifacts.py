@@ -31,7 +31,8 @@ import sklearn
 from threadpoolctl import ThreadpoolController
 
 from core.durable import fsync_dir, fsync_file, write_atomically, write_synced
-from models.features import FEATURE_NAMES
+from models.evaluation import Gate, TradingReport
+from models.strategy import DEFAULT_STRATEGY, Strategy, StrategyError, load_strategy
 
 FORMAT = 1
 MODEL_FILE = "model.joblib"
@@ -62,6 +63,13 @@ class Manifest(msgspec.Struct, frozen=True):
     model_file: str
     sha256: str
     library_versions: dict[str, str]
+    # The features and estimator (models/strategy.py) the model was trained with, and so
+    # must be traded with.
+    strategy: str = DEFAULT_STRATEGY
+    # Walk-forward trading of the out-of-sample blocks, and the promotion gate's verdict;
+    # None in manifests written before the gate existed.
+    trading: TradingReport | None = None
+    gate: Gate | None = None
 
 
 class LoadedModel(msgspec.Struct, frozen=True):
@@ -76,8 +84,13 @@ class LoadedModel(msgspec.Struct, frozen=True):
     def version(self) -> str:
         return self.manifest.version
 
+    @property
+    def strategy(self) -> Strategy:
+        """The strategy its features come from (loaded and checked once per process)."""
+        return load_strategy(self.manifest.strategy)
+
     def prob_up(self, features: np.ndarray) -> float:
-        """Probability of class 1 (price up) for one row from ``latest_features``."""
+        """Probability of class 1 (price up) for one row from ``strategy.latest_features``."""
         x = np.asarray(features, dtype=np.float64).reshape(1, -1)
         if x.shape[1] != len(self.manifest.feature_names):
             raise ValueError(
@@ -169,10 +182,15 @@ def read_manifest(folder: str | Path) -> Manifest:
         raise ArtifactError(f"{path}: model_file {name!r} is not a plain file name")
     if not manifest.symbols:
         raise ArtifactError(f"{path}: manifest lists no symbols")
-    if manifest.feature_names != list(FEATURE_NAMES):
+    try:
+        strategy = load_strategy(manifest.strategy)
+    except StrategyError as e:
+        raise ArtifactError(f"{path}: {e}") from e
+    if manifest.feature_names != list(strategy.feature_names):
         raise ArtifactError(
-            f"{path}: feature list does not match this code: "
-            f"manifest has {manifest.feature_names}, code has {list(FEATURE_NAMES)}"
+            f"{path}: feature list does not match this code: manifest has "
+            f"{manifest.feature_names}, strategy {manifest.strategy} has "
+            f"{list(strategy.feature_names)}"
         )
     return manifest
 
@@ -235,16 +253,27 @@ def write_staging(
     rows: int,
     metrics: dict[str, float],
     params: dict[str, Any],
+    strategy: str = DEFAULT_STRATEGY,
+    feature_names: Collection[str] | None = None,
+    trading: TradingReport | None = None,
+    gate: Gate | None = None,
 ) -> Manifest:
     """Write ``model.joblib`` and ``manifest.json`` (version "") into ``staging_dir``.
+
+    ``feature_names`` default to those of ``strategy``.
 
     Both files are fsynced. Raises ArtifactError if the folder cannot be written
     or a metric is not a finite number (JSON has no NaN).
     """
     folder = Path(staging_dir)
+    if feature_names is None:
+        feature_names = load_strategy(strategy).feature_names
     for key, value in metrics.items():
         if not np.isfinite(value):
             raise ArtifactError(f"{folder}: metric {key!r} is {value}, not a finite number")
+    for key, value in params.items():
+        if isinstance(value, float) and not np.isfinite(value):
+            raise ArtifactError(f"{folder}: param {key!r} is {value}, not a finite number")
     try:
         folder.mkdir(parents=True, exist_ok=True)
         model_path = folder / MODEL_FILE
@@ -257,7 +286,7 @@ def write_staging(
             version="",
             symbols=[symbol],
             timeframe=timeframe,
-            feature_names=list(FEATURE_NAMES),
+            feature_names=list(feature_names),
             window_start_ms=int(window_start_ms),
             window_end_ms=int(window_end_ms),
             trained_at_ms=int(trained_at_ms),
@@ -267,6 +296,9 @@ def write_staging(
             model_file=MODEL_FILE,
             sha256=_sha256_file(model_path),
             library_versions=_library_versions(),
+            strategy=strategy,
+            trading=trading,
+            gate=gate,
         )
         write_synced(folder / MANIFEST_FILE, _encode_manifest(manifest))
         fsync_dir(folder)
@@ -281,6 +313,42 @@ def _param_value(value: Any) -> ParamValue:
     if isinstance(value, bool | int | float | str):
         return value
     return str(value)
+
+
+def staged_files(staging_dir: str | Path) -> dict[str, bytes]:
+    """The staged model file and manifest as bytes, to carry them to another machine.
+
+    Used where the fit ran (a Dask worker, which does not share the bot's disk);
+    `write_staged_files` lays them out again where the store publishes them.
+    """
+    folder = Path(staging_dir)
+    manifest = read_manifest(folder)
+    names = (manifest.model_file, MANIFEST_FILE)
+    try:
+        return {name: (folder / name).read_bytes() for name in names}
+    except OSError as e:
+        raise ArtifactError(f"{folder}: cannot read staged files: {e}") from e
+
+
+def write_staged_files(staging_dir: str | Path, files: dict[str, bytes]) -> None:
+    """Write files from `staged_files` into an (empty) staging folder, fsynced.
+
+    Only plain file names are accepted. The checksum is not checked here: `publish`
+    checks it, as for a fit that staged its files on this machine.
+    """
+    folder = Path(staging_dir)
+    if MANIFEST_FILE not in files:
+        raise ArtifactError(f"{folder}: received files lack {MANIFEST_FILE}: {sorted(files)}")
+    for name in files:
+        if not name or name in (".", "..") or Path(name).name != name:
+            raise ArtifactError(f"{folder}: received file name {name!r} is not a plain file name")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, data in files.items():
+            write_synced(folder / name, data)
+        fsync_dir(folder)
+    except OSError as e:
+        raise ArtifactError(f"{folder}: cannot write received files: {e}") from e
 
 
 def publish(models_dir: str | Path, staging_dir: str | Path) -> Manifest:
@@ -361,11 +429,10 @@ def load_version(version_dir: str | Path) -> LoadedModel:
         _class_index(estimator)
     except (AttributeError, ValueError, TypeError) as e:
         raise ArtifactError(f"{model_path}: unusable classifier: {e}") from e
-    n_in = getattr(estimator, "n_features_in_", len(FEATURE_NAMES))
-    if n_in != len(FEATURE_NAMES):
-        raise ArtifactError(
-            f"{model_path}: model takes {n_in} features, code has {len(FEATURE_NAMES)}"
-        )
+    wanted = len(manifest.feature_names)
+    n_in = getattr(estimator, "n_features_in_", wanted)
+    if n_in != wanted:
+        raise ArtifactError(f"{model_path}: model takes {n_in} features, manifest has {wanted}")
     return LoadedModel(manifest=manifest, estimator=estimator)
 
 

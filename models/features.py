@@ -193,10 +193,23 @@ def latest_features(candles: np.ndarray) -> np.ndarray:
     return out
 
 
+def round_trip_cost(fee_rate: float, slippage_bps: float) -> float:
+    """What buying and then selling costs, as a fraction of the stake.
+
+    Each of the two fills pays the fee and the slippage (the paper exchange and
+    the walk-forward evaluation fill buys higher and sells lower by
+    ``slippage_bps``): 2 x (0.1 % + 5 bps) = 0.3 % with the default settings.
+    """
+    return 2.0 * (fee_rate + slippage_bps / 10_000.0)
+
+
 def make_labels(candles: np.ndarray, horizon_bars: int, threshold: float) -> pd.Series:
     """1.0 if close[t + horizon] / close[t] - 1 > threshold else 0.0.
 
-    The last ``horizon_bars`` rows have no future and are NaN.
+    Training passes ``round_trip_cost(...) + training.label_margin`` as the
+    threshold: label 1 means "a trade entered now and left ``horizon_bars``
+    later beats its costs". The last ``horizon_bars`` rows have no future and
+    are NaN; the label at row t reads no candle after t + horizon_bars.
     """
     if horizon_bars < 1:
         raise ValueError(f"horizon_bars must be >= 1, got {horizon_bars}")

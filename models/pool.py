@@ -27,7 +27,7 @@ import threading
 import time
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from models.training import TrainJob, TrainResult, run_training
 
@@ -105,7 +105,41 @@ def _start_quiet_resource_tracker() -> None:
             os.environ["PYTHONWARNINGS"] = before
 
 
-class TrainingPool:
+class TrainingBackend(Protocol):
+    """What trainers and the wiring need of a pool of fits: `TrainingPool` (worker processes
+    or threads of this machine) or `models.dask_pool.DaskTrainingPool` (a Dask cluster)."""
+
+    def submit(self, job: TrainJob) -> Future[TrainResult]: ...
+
+    def in_flight(self) -> int: ...
+
+    def wait_idle(self, timeout: float) -> bool: ...
+
+    def worker_pids(self) -> list[int]: ...
+
+    def shutdown(self, cancel_pending: bool = True) -> None: ...
+
+
+class JobCount:
+    """Jobs submitted and not yet finished, under one condition: what `in_flight` and
+    `wait_idle` read in every pool. Subclasses count under ``self._cond``."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._in_flight = 0
+
+    def in_flight(self) -> int:
+        """Jobs submitted and not yet finished (queued or running)."""
+        with self._cond:
+            return self._in_flight
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Block until no job is queued or running; False if ``timeout`` s passed first."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self._in_flight == 0, timeout)
+
+
+class TrainingPool(JobCount):
     """A small executor for ``run_training`` jobs.
 
     ``kind="process"`` (production) runs jobs in forkserver worker processes;
@@ -128,8 +162,7 @@ class TrainingPool:
         self._workers = workers
         self._kind = kind
         self._nice = nice
-        self._cond = threading.Condition()
-        self._in_flight = 0
+        super().__init__()
         self._broken = False
         self._closed = False
         self._executor = self._new_executor()
@@ -198,16 +231,6 @@ class TrainingPool:
             ):
                 self._broken = True
             self._cond.notify_all()
-
-    def in_flight(self) -> int:
-        """Jobs submitted and not yet finished (queued or running)."""
-        with self._cond:
-            return self._in_flight
-
-    def wait_idle(self, timeout: float) -> bool:
-        """Block until no job is queued or running; False if ``timeout`` s passed first."""
-        with self._cond:
-            return self._cond.wait_for(lambda: self._in_flight == 0, timeout)
 
     def worker_pids(self) -> list[int]:
         """Process ids of the live worker processes (empty for ``kind="thread"``)."""

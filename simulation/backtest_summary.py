@@ -33,27 +33,18 @@ TRAINING_NOTE = (
 
 
 class SymbolResult(SymbolSummary, kw_only=True):
-    """A symbol's part of a backtest: the simulation's fields plus what it earned.
-
-    `buy_hold_return_pct`, `fees_quote` and `round_trips` replace the simulation's
-    fields of the same names with the backtest's definitions (docs/backtesting.md).
-    """
+    """A symbol's part of a backtest: the simulation's fields plus what it earned."""
 
     candles: int  # replayed: closed inside the window
     missing_candles: int  # gaps inside the window (skipped, not interpolated)
     net_return_pct: float  # pnl as a share of the starting balance
-    buy_hold_return_pct: float  # last close / first open inside the window - 1
-    fees_quote: float
-    round_trips: int  # positions closed (exit, stop loss, close)
     first_trade_at: str | None  # UTC of its first fill
+    # and, from SymbolSummary, with the backtest's meaning: buy_hold_return_pct (last close /
+    # first open inside the window - 1), fees_quote, round_trips (positions closed)
 
 
 class BacktestSummary(Summary, kw_only=True):
-    """`simulate`'s summary fields (`symbols` holds `SymbolResult`s) plus the returns.
-
-    As in `SymbolResult`, the backtest's buy and hold, fees and round trips replace the
-    simulation's fields of the same names.
-    """
+    """`simulate`'s summary fields (`symbols` holds `SymbolResult`s) plus the returns."""
 
     source: str  # the folder or cache the candles came from
     exchange: str  # whose candles they are
@@ -63,9 +54,8 @@ class BacktestSummary(Summary, kw_only=True):
     candles: int  # replayed, every symbol
     candles_per_second: float  # replayed candles per wall second
     net_return_pct: float  # final equity / starting balance - 1
-    buy_hold_return_pct: float  # mean of the symbols': equal weights held over the window
-    fees_quote: float
-    round_trips: int
+    # and, from Summary: buy_hold_return_pct (the mean of the symbols': equal weights held
+    # over the window), fees_quote, round_trips
 
 
 def _filled(rows: Iterable[OrderRow]) -> list[OrderRow]:

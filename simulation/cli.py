@@ -57,6 +57,13 @@ def add_parser(commands: Any) -> None:
         "--workers", type=int, default=None, help="fits in parallel (default: CPU cores)"
     )
     sim.add_argument(
+        "--training-backend",
+        choices=("processes", "dask"),
+        default=None,
+        help="dask: fits on the Dask cluster of training.dask (docs/distributed.md), "
+        "--pool is then ignored (default: training.backend of the settings)",
+    )
+    sim.add_argument(
         "--train-days",
         type=float,
         default=None,
@@ -86,6 +93,9 @@ def command(args: Any) -> int:
             settings = msgspec.structs.replace(settings, training=training)
         else:
             problems.append(f"--train-days must be > 0, got {args.train_days:g}")
+    if args.training_backend is not None:
+        training = msgspec.structs.replace(settings.training, backend=args.training_backend)
+        settings = msgspec.structs.replace(settings, training=training)
     out = Path(args.out)
     try:
         check_output_dir(out, ("summary.json", "report.html", "simulation.log"))

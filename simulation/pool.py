@@ -8,14 +8,15 @@ from concurrent.futures import Future
 from typing import Literal
 
 from actors.base import Runtime
-from models.pool import TrainingPool
+from models.pool import TrainingBackend, TrainingPool
 from models.training import TrainJob, TrainResult
 
 
-class DeterministicPool(TrainingPool):
-    """A `TrainingPool` whose results are handed back only when the scheduler releases them.
+class DeterministicPool:
+    """A training pool whose results are handed back only when the scheduler releases them.
 
-    Fits run as soon as they are submitted (in parallel, with several workers). The
+    Fits run as soon as they are submitted (in parallel, with several workers), in a
+    `TrainingPool` or in `inner` (e.g. a Dask cluster). The
     future a trainer gets resolves in `release_next`, one job at a time in symbol
     order, after every submitted fit has finished: what happens next (publish,
     ACTIVE, first trade) then happens in the same order on every run.
@@ -30,15 +31,16 @@ class DeterministicPool(TrainingPool):
         workers: int = 1,
         kind: Literal["process", "thread"] = "thread",
         nice: int = 10,
+        inner: TrainingBackend | None = None,
     ) -> None:
-        super().__init__(workers=workers, kind=kind, nice=nice)
+        self.inner = inner or TrainingPool(workers=workers, kind=kind, nice=nice)
         self.runtime = runtime
         self._held_lock = threading.Lock()
         self._held: list[tuple[str, int, Future[TrainResult], Future[TrainResult]]] = []
         self._seq = itertools.count()
 
     def submit(self, job: TrainJob) -> Future[TrainResult]:
-        inner = super().submit(job)
+        inner = self.inner.submit(job)
         outer: Future[TrainResult] = Future()
         with self._held_lock:
             self._held.append((job.symbol, next(self._seq), inner, outer))
@@ -51,6 +53,18 @@ class DeterministicPool(TrainingPool):
     def held(self) -> int:
         with self._held_lock:
             return len(self._held)
+
+    def in_flight(self) -> int:
+        return self.inner.in_flight()
+
+    def wait_idle(self, timeout: float) -> bool:
+        return self.inner.wait_idle(timeout)
+
+    def worker_pids(self) -> list[int]:
+        return self.inner.worker_pids()
+
+    def shutdown(self, cancel_pending: bool = True) -> None:
+        self.inner.shutdown(cancel_pending)
 
     def release_next(self, timeout_s: float) -> bool:
         """Wait for every running fit, then resolve the first held job in symbol order.

@@ -14,12 +14,13 @@ import msgspec
 
 from actors.base import Runtime
 from actors.clock import Mailbox, VirtualClock
-from app.builders import build_paper_exchange
+from app.builders import build_paper_exchange, build_training_pool
 from app.supervision import Supervisor
 from app.system import System
 from config.settings import Settings
 from exchange.port import ExchangePort
 from exchange.synthetic import SyntheticMarket, synthetic_specs
+from models.pool import TrainingBackend
 from simulation.monitor import InvariantMonitor
 from simulation.pool import DeterministicPool
 from simulation.runner import SIM_START, SimRun, run
@@ -62,6 +63,7 @@ def simulate(
             universe=replace(settings.universe, top_n=max(settings.universe.top_n, len(specs))),
         )
         market = SyntheticMarket(anchor_ms=int(vclock.now() * 1000), seed=seed, specs=specs)
+        dask = settings.training.backend == "dask"  # else pool_kind says which local pool
         result = run_bot(
             settings,
             vclock,
@@ -70,13 +72,14 @@ def simulate(
             listed_at={s.symbol: market.listed_ms(s.symbol) / 1000 for s in specs},
             pool_kind=pool_kind,
             workers=workers,
+            inner=build_training_pool(settings.training, workers=workers) if dask else None,
             on_step=on_step,
         )
     return summarize(
         result,
         settings,
         seed=seed,
-        pool=pool_kind,
+        pool="dask" if dask else pool_kind,
         workers=workers,
         training_note=TRAINING_NOTE,
     )
@@ -91,6 +94,7 @@ def run_bot(
     listed_at: Mapping[str, float],
     pool_kind: Literal["thread", "process"],
     workers: int,
+    inner: TrainingBackend | None = None,
     on_step: Callable[[float, float], None] | None = None,
     subscribers: Mapping[str, Mailbox] | None = None,
 ) -> SimRun:
@@ -98,13 +102,14 @@ def run_bot(
 
     The `System` of a live run (its `Supervisor` restarting dead actors) trading on
     `exchange`, with the simulation's deterministic pool and the invariant monitor
-    (`listed_at`: when each symbol's history starts, epoch seconds); `subscribers`
-    also get every event.
+    (`listed_at`: when each symbol's history starts, epoch seconds); fits run in
+    `inner` if given (e.g. a Dask cluster), else in a local pool of `pool_kind`;
+    `subscribers` also get every event.
     """
     # the System's runtime, made here so that the pool can share it: the pool hands
     # fit results back when the scheduler says, so it must know the trainers' count
     runtime = Runtime()
-    pool = DeterministicPool(runtime, workers=workers, kind=pool_kind)
+    pool = DeterministicPool(runtime, workers=workers, kind=pool_kind, inner=inner)
     monitor = InvariantMonitor(
         coverage_interval_s=settings.coverage.interval_s,
         min_history_days=settings.coverage.min_history_days,

@@ -25,7 +25,7 @@ def _no_actor_survives_a_test() -> Iterator[None]:
 
 @pytest.fixture
 def bots() -> Iterator[list[Bot]]:
-    """Bots a test made (append them): each is stopped after the test."""
+    """Bots a test made (append them): stopped after the test, even a failed one."""
     made: list[Bot] = []
     yield made
     for bot in made:

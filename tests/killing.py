@@ -99,7 +99,8 @@ def prepare(data_dir: Path, models_template: Path, exchange: str = "") -> Path:
         f"""data_dir: {data_dir}
 universe: {{mode: static, symbols: [{symbols}]}}
 training: {{window_days: 2, max_iter: 10}}
-trading: {{entry_threshold: 0.0, exit_threshold: 1.0, max_open_positions: 10, candle_delay_s: 1}}
+trading: {{entry_threshold: 1.0e-9, exit_threshold: 0.0, min_hold_bars: 0, cooldown_bars: 0,
+  max_hold_bars: 1, max_open_positions: 10, candle_delay_s: 1}}
 admin: {{port: 0}}
 {exchange}"""
     )

@@ -42,7 +42,7 @@ from exchange.synthetic import SyntheticMarket
 from exchange.types import TransientExchangeError
 from policy.lifecycle import SymbolRecord, SymbolState
 from storage.ledger import MemoryLedger, OrderState
-from tests.harness import T0, Recorder, new_clock, published_model, settle, stage_model
+from tests.harness import HOLD, T0, Recorder, new_clock, published_model, settle, stage_model
 
 
 class StandInTrainer(BaseActor):
@@ -282,7 +282,7 @@ def test_trader_signals_and_orders_only_for_active_symbols(
     caplog.set_level(logging.INFO)
     exchange, clock = exchange_and_clock
     ledger = MemoryLedger()
-    rig = TraderRig(exchange, clock, ledger, entry_threshold=0.0, exit_threshold=0.0)
+    rig = TraderRig(exchange, clock, ledger, **HOLD)
     settle(rig.runtime)
     assert {s.name for s in rig.store.of(Subscribe)} == {"trader"}
     rig.ref.tell(ModelsUpdated(version="v000002", symbols=(), models=models))
@@ -302,7 +302,7 @@ def test_paused_trader_makes_no_entries(
     exchange_and_clock: tuple[PaperExchange, Any], models: dict[str, Any]
 ) -> None:
     exchange, clock = exchange_and_clock
-    rig = TraderRig(exchange, clock, MemoryLedger(), entry_threshold=0.0, exit_threshold=0.0)
+    rig = TraderRig(exchange, clock, MemoryLedger(), **HOLD)
     assert rig.ref.ask(Pause()).ok
     rig.ref.tell(ModelsUpdated(version="v000002", symbols=(), models=models))
     rig.ref.tell(_states(BTC_USDT=SymbolState.ACTIVE))
@@ -320,14 +320,14 @@ def test_a_decision_already_in_the_ledger_is_not_sent_again(
 ) -> None:
     exchange, clock = exchange_and_clock
     ledger = MemoryLedger()
-    first = TraderRig(exchange, clock, ledger, entry_threshold=0.0, exit_threshold=0.0)
+    first = TraderRig(exchange, clock, ledger, **HOLD)
     first.ref.tell(ModelsUpdated(version="v000002", symbols=(), models=models))
     first.ref.tell(_states(BTC_USDT=SymbolState.ACTIVE))
     settle(first.runtime)
     assert len(first.events.of(OrderPlaced)) == 1
     first.ref.stop()
     # a restarted trader sees the same candle and decides the same entry
-    again = TraderRig(exchange, clock, ledger, entry_threshold=0.0, exit_threshold=0.0)
+    again = TraderRig(exchange, clock, ledger, **HOLD)
     again.ref.tell(ModelsUpdated(version="v000002", symbols=(), models=models))
     again.ref.tell(_states(BTC_USDT=SymbolState.ACTIVE))
     settle(again.runtime)

@@ -36,12 +36,10 @@ from admin.protocol import MAX_FRAME_BYTES, AdminRequest, ErrorReply, decode_req
 from policy.lifecycle import DAY_S, SymbolState
 from policy.risk import Intent
 from tests.admin_client import TOKEN, AdminBot
-from tests.harness import T0, Bot
+from tests.harness import EVERY_CANDLE, T0, Bot
+from tests.harness import HOLD as HOLD_ONE
 
-# enter on one candle, exit on the next: every candle of an ACTIVE symbol places an order
-EVERY_CANDLE = {"entry_threshold": 0.0, "exit_threshold": 1.0, "max_open_positions": 10}
-# enter once and hold (never a sell signal)
-HOLD = {"entry_threshold": 0.0, "exit_threshold": 0.0, "max_open_positions": 10}
+HOLD = {**HOLD_ONE, "max_open_positions": 10}
 
 MakeAdmin = Callable[..., AdminBot]
 

@@ -93,6 +93,9 @@ def test_write_staging_manifest(tmp_path: Path, estimator) -> None:
 def test_write_staging_rejects_nan_metric(tmp_path: Path, estimator) -> None:
     with pytest.raises(ArtifactError, match="metric 'auc' is nan"):
         stage(tmp_path, estimator, metrics={"auc": float("nan")})
+    # JSON has no infinity either: it would come back as null and the manifest not load
+    with pytest.raises(ArtifactError, match="param 'min_net_return_pct' is -inf"):
+        stage(tmp_path, estimator, params={"min_net_return_pct": float("-inf")})
 
 
 def test_publish_and_load_round_trip(tmp_path: Path, estimator, data) -> None:
@@ -200,6 +203,10 @@ def test_missing_model_file_refused(tmp_path: Path, estimator) -> None:
         (lambda raw: raw.replace(b'"rows": 2900', b'"rows": "many"'), r"`\$.rows`"),
         (lambda raw: raw.replace(b'"format": 1', b'"format": 2'), "unsupported manifest format 2"),
         (lambda raw: raw.replace(b'"ret_1"', b'"ret_one"'), "feature list does not match"),
+        (
+            lambda raw: raw.replace(b'"models.strategy:', b'"gone.strategy:'),
+            "strategy gone.strategy:hist_gradient_boosting: cannot import gone",
+        ),
         (
             lambda raw: raw.replace(b'"model.joblib"', b'"../x.joblib"'),
             "is not a plain file name",

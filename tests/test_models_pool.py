@@ -8,6 +8,7 @@ from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
+import msgspec
 import numpy as np
 import pytest
 
@@ -15,7 +16,9 @@ from models import artifacts
 from models.synthetic import random_walk_candles
 from models.training import TrainingError, TrainJob, TrainParams, TrainResult
 
-SMALL = TrainParams(max_iter=10, horizon_bars=2, label_threshold=0.0, min_rows=500)
+SMALL = TrainParams(
+    max_iter=10, horizon_bars=2, fee_rate=0.0, slippage_bps=0.0, label_margin=0.0, min_rows=500
+)
 
 
 @pytest.fixture(scope="module")
@@ -128,7 +131,7 @@ def test_process_pool_job_and_recovery_after_killed_worker(
         assert max_threads == 1
 
         # A long fit, killed mid-way: the future raises, the pool recovers.
-        long_params = TrainParams(max_iter=100_000, horizon_bars=2, label_threshold=0.0)
+        long_params = msgspec.structs.replace(SMALL, max_iter=100_000, min_rows=2000)
         doomed = pool.submit(make_job(tmp_path, random_walk_candles(20_000, seed=1), long_params))
         # Killed before or during the fit, the job's future must raise: no need to wait.
         assert not doomed.done()

@@ -9,14 +9,28 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
 
+from config.settings import Settings
 from models import artifacts
 from models.features import FEATURE_NAMES, batch_features, latest_features
+from models.strategy import DEFAULT_STRATEGY
 from models.synthetic import random_walk_candles
 from models.training import TrainingError, TrainJob, TrainParams, TrainResult, run_training
 
 DAY = 1440
-# Next-2-bar direction of an AR(1) walk with momentum 0.3 is learnable (AUC ~0.58).
-LEARNABLE = TrainParams(horizon_bars=2, label_threshold=0.0, max_iter=30)
+# Next-2-bar direction of an AR(1) walk with momentum 0.3 is learnable (AUC ~0.58); without
+# costs (label: any rise), trading it on P(up) >= 0.55 / <= 0.45 pays.
+LEARNABLE = TrainParams(
+    horizon_bars=2,
+    fee_rate=0.0,
+    slippage_bps=0.0,
+    label_margin=0.0,
+    max_iter=30,
+    entry_threshold=0.55,
+    exit_threshold=0.45,
+    min_hold_bars=0,
+    cooldown_bars=0,
+    max_hold_bars=0,
+)
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -67,6 +81,19 @@ def test_run_training_writes_verifiable_staging(tmp_path: Path, walk: np.ndarray
     assert raw["rows"] == result.rows
     assert raw["params"]["horizon_bars"] == 2
     assert raw["params"] == msgspec.structs.asdict(LEARNABLE)
+    assert raw["strategy"] == DEFAULT_STRATEGY
+    # every fold traded its block; the figures and the verdict are in the manifest
+    trading = raw["trading"]
+    assert len(trading["folds"]) == 3
+    assert trading["net_return_pct"] == pytest.approx(m["net_return_pct"])
+    assert trading["round_trips"] == m["round_trips"] > 0
+    assert trading["cash_return_pct"] == 0.0
+    for fold in trading["folds"]:
+        assert fold["start_ms"] < fold["end_ms"] and fold["majority_accuracy"] >= 0.5
+        assert set(fold["trading"]) >= {"net_return_pct", "buy_hold_pct", "fees_pct", "win_rate"}
+    assert raw["gate"] == {"promoted": result.promoted, "reasons": list(result.gate_reasons)}
+    # with no costs the momentum pays: traded, and promoted
+    assert result.promoted and m["net_return_pct"] > 0, result.gate_reasons
     assert set(raw["library_versions"]) >= {"sklearn", "numpy", "pandas"}
     digest = hashlib.sha256((staging / raw["model_file"]).read_bytes()).hexdigest()
     assert raw["sha256"] == digest
@@ -74,6 +101,12 @@ def test_run_training_writes_verifiable_staging(tmp_path: Path, walk: np.ndarray
     loaded = artifacts.load_version(staging)
     p = loaded.prob_up(latest_features(walk))
     assert 0.0 < p < 1.0
+
+
+def test_train_params_default_to_the_settings() -> None:
+    # one source of truth: the settings; a training job of the bot gets exactly them
+    assert TrainParams() == TrainParams.from_settings(Settings())
+    assert TrainParams().horizon_bars == Settings().training.horizon_bars
 
 
 def test_training_is_deterministic(tmp_path: Path, walk: np.ndarray) -> None:
@@ -85,6 +118,28 @@ def test_training_is_deterministic(tmp_path: Path, walk: np.ndarray) -> None:
     model_b = artifacts.load_version(b.staging_dir).estimator
     x = batch_features(random_walk_candles(500, seed=9)).to_numpy()[-400:]
     np.testing.assert_array_equal(model_a.predict_proba(x), model_b.predict_proba(x))
+
+
+def test_a_model_without_an_edge_after_costs_is_rejected_with_its_reasons(tmp_path: Path) -> None:
+    # no momentum: nothing to learn, and every trade pays 2 x (0.1 % + 5 bps)
+    candles = random_walk_candles(5 * DAY, seed=4, volatility=0.002)
+    params = TrainParams(
+        horizon_bars=10,
+        label_margin=0.0,
+        max_iter=20,
+        entry_threshold=0.3,
+        exit_threshold=0.2,
+        min_hold_bars=0,
+    )
+    assert params.label_threshold == pytest.approx(0.003)  # the default costs' round trip
+    result = run_training(job(tmp_path, candles, params))
+    assert not result.promoted
+    assert result.metrics["net_return_pct"] < 0 and result.metrics["round_trips"] > 0
+    assert result.gate_reasons[0].startswith("walk-forward net return -")
+    manifest = artifacts.read_manifest(result.staging_dir)
+    assert manifest.gate is not None and not manifest.gate.promoted
+    assert manifest.gate.reasons == list(result.gate_reasons)
+    assert manifest.trading is not None and manifest.trading.fees_pct > 0
 
 
 def test_flat_series_raises_single_class(tmp_path: Path) -> None:
@@ -100,16 +155,15 @@ def test_flat_series_raises_single_class(tmp_path: Path) -> None:
 
 def test_too_few_rows(tmp_path: Path) -> None:
     candles = random_walk_candles(977, seed=2)  # 977 - 60 - 15 = 902 usable rows
-    params = TrainParams(horizon_bars=15)
     with pytest.raises(TrainingError, match=r"^PEPE/USDT: 902 usable rows < 2000 minimum$"):
-        run_training(job(tmp_path, candles, params, symbol="PEPE/USDT"))
+        run_training(job(tmp_path, candles, TrainParams(horizon_bars=15), symbol="PEPE/USDT"))
 
 
 def test_rare_positives_cannot_be_validated(tmp_path: Path) -> None:
     candles = random_walk_candles(3 * DAY, seed=3, price=1.0, volatility=2e-6)
-    candles[100, 4] *= 1.01  # one spike: a handful of positive labels, all in the first block
+    candles[100, 4] *= 1.01  # one spike: one positive label (row 85), in the first block
     with pytest.raises(TrainingError, match="SYN/USDT: walk-forward validation found no fold"):
-        run_training(job(tmp_path, candles, TrainParams()))
+        run_training(job(tmp_path, candles, TrainParams(horizon_bars=15)))
 
 
 @pytest.mark.parametrize(

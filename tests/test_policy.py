@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import msgspec
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -24,7 +25,7 @@ HELD = Position(symbol="BTC/USDT", amount=0.01, entry_price=100.0, opened_at=0.0
 def _decide(
     prob: float | None, price: float = 100.0, position: Position | None = None, **kw: object
 ):
-    args = {"open_positions": 0, "paused": False, "limits": LIMITS} | kw
+    args = {"open_positions": 0, "paused": False, "limits": LIMITS, "now": 0.0} | kw
     return decide(symbol="BTC/USDT", prob_up=prob, price=price, position=position, **args)  # type: ignore[arg-type]
 
 
@@ -49,6 +50,51 @@ def test_stop_loss_applies_even_without_a_signal() -> None:
 def test_exit_on_a_sell_signal_even_while_paused() -> None:
     d = _decide(0.40, position=HELD, paused=True)
     assert d is not None and d.intent is Intent.EXIT
+
+
+TURNOVER = msgspec.structs.replace(
+    LIMITS, bar_s=60.0, min_hold_bars=5, cooldown_bars=10, max_hold_bars=30
+)
+OPENED = Position(symbol="BTC/USDT", amount=0.01, entry_price=100.0, opened_at=6_000.0)
+
+
+def _held(candles: float, prob: float | None, price: float = 100.0):
+    """Decide on the position OPENED, `candles` candles after its entry (clock jitter included)."""
+    now = OPENED.opened_at + candles * 60.0
+    return _decide(prob, price=price, position=OPENED, limits=TURNOVER, now=now)
+
+
+def test_a_sell_signal_waits_for_the_minimum_hold_but_the_stop_loss_does_not() -> None:
+    assert _held(1, 0.1) is None
+    assert _held(4.4, 0.1) is None  # 4 candles and a few seconds late: still 4
+    exit_ = _held(5, 0.1)
+    assert exit_ is not None and exit_.intent is Intent.EXIT
+    stop = _held(1, 0.9, price=97.0)
+    assert stop is not None and stop.intent is Intent.STOP_LOSS
+
+
+def test_hysteresis_holds_between_the_thresholds() -> None:
+    # after the minimum hold, a P(up) between exit (0.45) and entry (0.55) keeps the position
+    assert _held(6, 0.5) is None and _held(6, 0.46) is None
+    assert _held(6, 0.45) is not None
+    # and without a position the same P(up) does not enter
+    assert _decide(0.5, limits=TURNOVER) is None
+
+
+def test_max_hold_exits_whatever_the_signal_even_without_one() -> None:
+    assert _held(29, 0.99) is None
+    for prob in (0.99, None):
+        d = _held(30, prob)
+        assert d is not None and d.intent is Intent.EXIT and "held 30 candles" in d.why
+
+
+def test_no_entry_during_the_cooldown_after_an_exit() -> None:
+    exited = 12_000.0
+    for candles, allowed in [(1, False), (9, False), (9.6, True), (10, True), (40, True)]:
+        d = _decide(0.9, limits=TURNOVER, now=exited + candles * 60.0, last_exit_at=exited)
+        assert (d is not None) is allowed, candles
+    # a symbol never exited has no cooldown
+    assert _decide(0.9, limits=TURNOVER, now=exited, last_exit_at=None) is not None
 
 
 @given(st.floats(0, 1), st.floats(0.01, 1e6), st.integers(0, 5), st.booleans(), st.booleans())

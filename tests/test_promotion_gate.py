@@ -52,6 +52,9 @@ from tests.harness import T0, Bot, Recorder, new_clock, settle, stage_model
 REASONS = ("net return -0.35 % <= 0 % in 3 of 3 folds", "AUC 0.497 < 0.5")
 
 
+PASS_ANY = {"min_net_return_pct": -100.0, "min_auc": 0.0}
+
+
 class NoEdgePool(TrainingPool):
     """Trains for real, then the gate's verdict is "no edge" for the symbols in `reject`."""
 
@@ -80,6 +83,8 @@ class NoEdgePool(TrainingPool):
 def no_edge_bot(
     bots: list[Bot], tmp_path: Path, symbols: list[str], reject: set[str], **sections: object
 ) -> Bot:
+    # the real gate lets every model through here; NoEdgePool alone decides who has no edge
+    sections.setdefault("promotion", PASS_ANY)
     bot = Bot(tmp_path, symbols, pool=NoEdgePool(reject), **sections)
     bots.append(bot)
     return bot
@@ -170,7 +175,9 @@ def test_the_shell_says_why_a_symbol_is_not_traded(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv(TOKEN_ENV, TOKEN)
-    running = AdminBot(tmp_path, ["BTC/USDT", "ETH/USDT"], pool=NoEdgePool({"BTC/USDT"}))
+    running = AdminBot(
+        tmp_path, ["BTC/USDT", "ETH/USDT"], pool=NoEdgePool({"BTC/USDT"}), promotion=PASS_ANY
+    )
     try:
         settings = tmp_path / "settings.yaml"
         settings.write_text(f"admin: {{port: {running.server.port}}}\n")

@@ -35,12 +35,10 @@ from models import artifacts
 from policy.lifecycle import DAY_S, SymbolRecord, SymbolState
 from storage.db import ModelVersions, SymbolStore
 from storage.ledger import OrderState
-from tests.harness import T0, Bot, settle, stage_model
+from tests.harness import EVERY_CANDLE, T0, Bot, settle, stage_model
 from tests.test_supervisor import Boom
 from tests.test_supervisor import _Explode as Explode
 from tests.test_supervisor import _make_explosive as explosive
-
-EVERY_CANDLE = {"entry_threshold": 0.0, "exit_threshold": 1.0, "max_open_positions": 10}
 
 
 def restart_after_death(bot: Bot, supervisor: Supervisor, name: str) -> ActorDied:
@@ -143,7 +141,12 @@ def test_an_answer_lost_on_the_wire_is_looked_up_before_the_next_order(
     assert bot.system.ledger.get(lost[0]).state is OrderState.FILLED  # type: ignore[union-attr]
     placed = bot.events.of(OrderPlaced)
     assert lost[0] not in {o.client_order_id for o in placed}  # never sent twice
-    assert len(placed) == 2  # then both symbols traded on the new candle
+    # then trading goes on: ETH enters on the new candle; BTC's position dates from its
+    # lookup, so it is held its one candle (max_hold_bars) and both sell on the next
+    assert [(o.symbol, o.intent) for o in placed] == [("ETH/USDT", "entry")]
+    bot.run(60)
+    later = {(o.symbol, o.intent) for o in bot.events.of(OrderPlaced)[1:]}
+    assert later == {("BTC/USDT", "exit"), ("ETH/USDT", "exit")}
     ledger_and_exchange_agree(bot)
 
 
@@ -153,7 +156,7 @@ def test_a_restarted_trader_keeps_its_positions_and_its_pause(
     from actors.trader import TraderActor
 
     explosive(monkeypatch, TraderActor)
-    bot = Bot(tmp_path, ["BTC/USDT"], trading={**EVERY_CANDLE, "exit_threshold": 0.0})
+    bot = Bot(tmp_path, ["BTC/USDT"], trading={**EVERY_CANDLE, "max_hold_bars": 0})
     bots.append(bot)
     publish_models(bot, "BTC/USDT")
     supervisor = Supervisor(bot.system)

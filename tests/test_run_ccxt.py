@@ -29,7 +29,7 @@ universe: {{mode: static, symbols: [BTC/USDT, ETH/USDT]}}
 training: {{window_days: 3, max_iter: 30}}
 admin: {{port: 0}}
 # enter on the first signal, never exit: every trained symbol places one order
-trading: {{entry_threshold: 0.000001, exit_threshold: 0.0, stake_quote: 100}}
+trading: {{entry_threshold: 1.0e-9, exit_threshold: 0.0, max_hold_bars: 0, stake_quote: 100}}
 """
         )
         keys = {"TRADEACTORS_API_KEY": API_KEY, "TRADEACTORS_API_SECRET": API_SECRET}

@@ -30,7 +30,7 @@ from actors.messages import (
     TrainerStarted,
 )
 from policy.lifecycle import DAY_S, SymbolState
-from tests.harness import T0, Bot
+from tests.harness import EVERY_CANDLE, T0, Bot
 
 
 def start(bots: list[Bot], tmp_path: Path, symbols: list[str], **sections: object) -> Bot:
@@ -179,7 +179,7 @@ def test_only_active_symbols_produce_signals_and_orders(bots: list[Bot], tmp_pat
         bots,
         tmp_path,
         ["BTC/USDT", "ETH/USDT", "SOL/USDT", "PEPE/USDT"],
-        trading={"entry_threshold": 0.0, "exit_threshold": 1.0, "max_open_positions": 10},
+        trading=EVERY_CANDLE,
     )
     bot.run(600, step=60)
     bot.ask("coverage", BlockSymbol(symbol="ETH/USDT", reason="listing news"))

@@ -51,16 +51,20 @@ def test_out_of_range_is_refused(tmp_path: Path) -> None:
         load_settings(path)
 
 
-def test_bad_settings_exit_2_with_one_line(tmp_path: Path) -> None:
-    path = tmp_path / "settings.yaml"
-    path.write_text("heartbeat_s: soon\n")
-    proc = subprocess.run(
-        [sys.executable, "supervisor.py", "--settings", str(path)],
+def start_bot(settings: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "supervisor.py", "--settings", str(settings)],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=60,
     )
+
+
+def test_bad_settings_exit_2_with_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "settings.yaml"
+    path.write_text("heartbeat_s: soon\n")
+    proc = start_bot(path)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert (
@@ -71,3 +75,43 @@ def test_bad_settings_exit_2_with_one_line(tmp_path: Path) -> None:
 def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(SettingsError, match="cannot read settings file"):
         load_settings(tmp_path / "nope.yaml")
+
+
+@pytest.mark.parametrize(("entry", "exit_"), [(0.5, 0.5), (0.4, 0.6), (0.0, 0.0)])
+def test_entry_threshold_must_be_above_exit_threshold(
+    tmp_path: Path, entry: float, exit_: float
+) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text(f"trading:\n  entry_threshold: {entry}\n  exit_threshold: {exit_}\n")
+    with pytest.raises(SettingsError) as err:
+        load_settings(path)
+    message = str(err.value)
+    assert f"trading.entry_threshold {entry:g} must be above trading.exit_threshold" in message
+    assert message.endswith("- at $.trading") and "\n" not in message
+
+
+def test_promotion_and_strategy_settings(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text(
+        "promotion: {min_net_return_pct: 0.5, min_auc: 0.52}\n"
+        "training: {strategy: 'examples.logistic:strategy'}\n"
+    )
+    s = load_settings(path)
+    assert (s.promotion.min_net_return_pct, s.promotion.min_auc) == (0.5, 0.52)
+    assert s.promotion.retry_after_days == Settings().promotion.retry_after_days
+    assert s.training.strategy == "examples.logistic:strategy"
+    path.write_text("training: {strategy: 'examples/logistic.py'}\n")
+    with pytest.raises(SettingsError, match=r"\$\.training\.strategy"):
+        load_settings(path)
+
+
+def test_a_broken_strategy_stops_the_bot_at_start_with_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "settings.yaml"
+    path.write_text(
+        f"data_dir: {tmp_path}/var\ntraining: {{strategy: 'no_such_module:strategy'}}\n"
+    )
+    proc = start_bot(path)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "training.strategy: strategy no_such_module:strategy" in lines[0]
+    assert "cannot import no_such_module" in lines[0]

@@ -22,7 +22,7 @@ from policy.lifecycle import SymbolRecord, SymbolState
 from policy.results import TradeBook, format_round_trip
 from policy.risk import Intent
 from storage.ledger import FillRow, MemoryLedger
-from tests.harness import T0, new_clock, published_model, settle
+from tests.harness import EVERY_CANDLE, HOLD, T0, new_clock, published_model, settle
 from tests.test_actors_isolated import TraderRig
 
 
@@ -113,7 +113,7 @@ def test_sell_lines_and_status_carry_the_round_trips(
     clock, ledger = new_clock(), MemoryLedger()
     model = published_model(tmp_path, "BTC/USDT")
     # every signal enters when flat and exits when held: a round trip every two candles
-    rig = start_trader(clock, ledger, entry_threshold=0.0, exit_threshold=1.0)
+    rig = start_trader(clock, ledger, **EVERY_CANDLE)
     trader, events = rig.ref, rig.events
     trader.tell(ModelsUpdated(version=model.version, symbols=(), models={"BTC/USDT": model}))
     trader.tell(states(SymbolState.ACTIVE))
@@ -154,7 +154,7 @@ def test_a_position_whose_symbol_lost_its_edge_still_has_its_stop_loss(tmp_path:
     clock, ledger = new_clock(), MemoryLedger()
     model = published_model(tmp_path, "BTC/USDT")
     # a stop 0.001 % below the entry: the first candle that closes below it sells
-    rig = start_trader(clock, ledger, entry_threshold=0.0, exit_threshold=0.0, stop_loss_pct=0.001)
+    rig = start_trader(clock, ledger, **HOLD, stop_loss_pct=0.001)
     trader, events = rig.ref, rig.events
     trader.tell(ModelsUpdated(version=model.version, symbols=(), models={"BTC/USDT": model}))
     trader.tell(states(SymbolState.ACTIVE))
