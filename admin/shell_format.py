@@ -16,6 +16,7 @@ from admin.protocol import (
     TrainersReply,
     WatchEvent,
 )
+from core.text import percent
 from core.timefmt import format_utc
 from policy.lifecycle import SymbolRecord
 
@@ -56,10 +57,6 @@ def fmt_num(x: float) -> str:
     return f"{x:.6g}"
 
 
-def _pct(x: float | None) -> str:
-    return "-" if x is None else f"{100 * x:.1f}%"
-
-
 def _when(record: SymbolRecord) -> str:
     """The time that matters for a waiting symbol: eligible at, or next retry at."""
     if record.state == "NO_EDGE":
@@ -95,7 +92,7 @@ def format_status(reply: StatusReply, width: int | None = None) -> str:
         f"Equity {equity} {q}, realized PnL {reply.realized_pnl:+.2f} {q}, "
         f"{reply.orders_placed} orders placed, last candle "
         + (fmt_time(reply.last_tick_at, seconds=True) if reply.last_tick_at else "not yet"),
-        f"Trades: {reply.round_trips} round trips, win rate {_pct(reply.win_rate)}, "
+        f"Trades: {reply.round_trips} round trips, win rate {percent(reply.win_rate)}, "
         f"fees paid {reply.fees_quote:.2f} {q} (realized PnL is after them)",
     ]
     models = {m.symbol: m for m in reply.models}
@@ -109,7 +106,7 @@ def format_status(reply: StatusReply, width: int | None = None) -> str:
                 _when(r),
                 m.version if m else (r.model_version or "-"),
                 fmt_age(reply.now - m.trained_at) if m else "-",
-                _pct(m.metrics.get("accuracy")) if m else "-",
+                percent(m.metrics.get("accuracy")) if m else "-",
                 _num3(m.metrics.get("auc")) if m else "-",
                 why(r),
             ]
