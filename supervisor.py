@@ -28,7 +28,7 @@ from pathlib import Path
 from admin.shell import DEFAULT_HISTORY, run_shell
 from app import __version__, download
 from app.run import run
-from simulation import backtest
+from simulation import backtest_cli
 from simulation import cli as simulation_cli
 from simulation.simulate import simulate
 
@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     simulation_cli.add_parser(commands)
-    backtest.add_parser(commands)
+    backtest_cli.add_parser(commands)
     download.add_parser(commands)
     shell = commands.add_parser(
         "shell",
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "simulate":
         return simulation_cli.command(args)
     if args.command == "backtest":
-        return backtest.command(args)
+        return backtest_cli.command(args)
     if args.command == "download":
         return download.command(args)
     return run(args.settings, log_file=args.log_file)

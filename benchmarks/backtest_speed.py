@@ -21,7 +21,8 @@ import _common
 from config.settings import load_settings
 from core.timeframes import DAY_MS
 from exchange.replay import ReplayMarket
-from simulation.backtest import backtest, replay_window
+from simulation.backtest import backtest
+from simulation.backtest_inputs import replay_window
 from storage.candle_files import read_candle_folder
 
 REALDATA = _common.ROOT / "tests" / "data" / "realdata"

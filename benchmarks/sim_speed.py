@@ -21,7 +21,7 @@ import msgspec
 
 import supervisor
 from config.settings import Settings, load_settings
-from simulation.report import Summary
+from simulation.summary import Summary
 
 
 def run(settings: Settings, days: float, symbols: int, pool: str) -> tuple[Summary, float]:

@@ -25,6 +25,10 @@ expired model the gate has just outvoted is not traded again by some other path
 `step(record, event, policy)` returns the new record, whether a trainer must be
 started, and the log note of what happened. The coverage actor owns the records
 and does what the step says; it never decides anything itself.
+
+One module on purpose (~510 lines): the states, the record, the events and the
+handler of each event are one state machine, read and changed together (the
+diagram above is its table of contents); split, one transition would span files.
 """
 
 from __future__ import annotations

@@ -9,22 +9,22 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import msgspec
-from threadpoolctl import threadpool_limits
 
 from actors.clock import VirtualClock
-from app.logs import configure_logging
 from app.preflight import PreflightError, check_output_dir
 from config.settings import SettingsError, load_settings
 from core.timefmt import format_utc
 from policy.lifecycle import DAY_S
 from simulation import report as sim_report
-from simulation.progress import ProgressAwareHandler, ProgressBar
+from simulation.progress import run_with_progress
 from simulation.runner import SIM_START
 from simulation.simulate import simulate
+from simulation.summary import Summary
 
 log = logging.getLogger("tradeactors.simulation")
 
@@ -106,26 +106,15 @@ def command(args: Any) -> int:
         return 2
     out.mkdir(parents=True, exist_ok=True)
     clock = VirtualClock(start=SIM_START)
-    bar = ProgressBar(args.days * DAY_S)
-    # the settings' level and up to the log file; warnings to the terminal, under the bar
-    configure_logging(
-        settings.logging.level,
-        clock=clock,
-        file=out / "simulation.log",
-        terminal=ProgressAwareHandler(bar),
-        terminal_level=logging.WARNING,
-    )
-    log.info(
-        "Simulating %g days from %s; report in %s",
-        args.days,
-        format_utc(SIM_START, seconds=True),
-        out,
-    )
-    # As in a live run: BLAS capped process-wide (OpenMP is capped per thread by prob_up
-    # and run_training), so fits in threads never oversubscribe the cores.
-    thread_cap = threadpool_limits(limits=1)
-    try:
-        summary = simulate(
+
+    def work(on_step: Callable[[float, float], None]) -> Summary:
+        log.info(
+            "Simulating %g days from %s; report in %s",
+            args.days,
+            format_utc(SIM_START, seconds=True),
+            out,
+        )
+        return simulate(
             settings,
             days=args.days,
             symbols=args.symbols,
@@ -133,15 +122,19 @@ def command(args: Any) -> int:
             pool_kind=args.pool,
             workers=args.workers,
             clock=clock,
-            on_step=bar.update,
+            on_step=on_step,
         )
-    except KeyboardInterrupt:
-        bar.finish()
-        print("simulate: interrupted; no report written", file=sys.stderr)
+
+    summary = run_with_progress(
+        "simulate",
+        work,
+        total_s=args.days * DAY_S,
+        clock=clock,
+        level=settings.logging.level,
+        log_file=out / "simulation.log",
+    )
+    if summary is None:
         return 130
-    finally:
-        bar.finish()
-        thread_cap.restore_original_limits()
     sim_report.write(out, summary)
     print(sim_report.format_summary(summary, out))
     return 1 if summary.invariant_violations or summary.stopped_early else 0

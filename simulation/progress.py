@@ -1,4 +1,8 @@
-"""The simulation's progress bar: one line on a terminal that log lines do not tear."""
+"""The simulation's progress bar: one line on a terminal that log lines do not tear.
+
+`run_with_progress` is what `simulate` and `backtest` both do around their run on a
+terminal: the bar, logging in virtual time, the thread cap and Ctrl-C.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +10,18 @@ import logging
 import math
 import sys
 import threading
-from typing import TextIO
+from collections.abc import Callable
+from pathlib import Path
+from typing import TextIO, TypeVar
 
+from threadpoolctl import threadpool_limits
+
+from actors.clock import Clock
+from app.logs import configure_logging
 from policy.lifecycle import DAY_S
 from simulation.runner import HOUR_S
+
+T = TypeVar("T")
 
 
 def progress_line(done_s: float, total_s: float, wall_s: float, width: int = 24) -> str:
@@ -70,3 +82,40 @@ class ProgressAwareHandler(logging.StreamHandler[TextIO]):
     def emit(self, record: logging.LogRecord) -> None:
         self.bar.clear()
         super().emit(record)
+
+
+def run_with_progress(
+    command: str,
+    work: Callable[[Callable[[float, float], None]], T],
+    *,
+    total_s: float,
+    clock: Clock,
+    level: str,
+    log_file: Path,
+) -> T | None:
+    """`work(on_step)` under a progress bar over `total_s` of virtual time; None on Ctrl-C.
+
+    Every line at `level` and up goes to `log_file`, stamped with `clock`'s time;
+    warnings also to the terminal, under the bar. On Ctrl-C `command` says on stderr
+    that no report was written.
+    """
+    bar = ProgressBar(total_s)
+    configure_logging(
+        level,
+        clock=clock,
+        file=log_file,
+        terminal=ProgressAwareHandler(bar),
+        terminal_level=logging.WARNING,
+    )
+    # As in a live run: BLAS capped process-wide (OpenMP is capped per thread by prob_up
+    # and run_training), so fits in threads never oversubscribe the cores.
+    thread_cap = threadpool_limits(limits=1)
+    try:
+        return work(bar.update)
+    except KeyboardInterrupt:
+        bar.finish()
+        print(f"{command}: interrupted; no report written", file=sys.stderr)
+        return None
+    finally:
+        bar.finish()
+        thread_cap.restore_original_limits()

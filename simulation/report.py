@@ -1,120 +1,23 @@
-"""A simulation's summary and how it is shown: summary.json, report.html, the terminal digest.
+"""How a simulation's summary is shown: summary.json, report.html, the terminal digest.
 
 Not an actor, and independent of the actors: it renders a `Summary` (built by
 `simulation.summary.summarize`). The report is one self-contained HTML file with
-three matplotlib images embedded as base64 PNG (Agg backend, no display needed):
-the equity curve beside buy-and-hold, each symbol's lifecycle as coloured state
-bands with its trainings marked, and each traded symbol's price with its entries
-and exits.
-
-Trade results (`simulation.trades`): `net_pnl` is what was sold made after the
-fees of both fills; `pnl` also values what is still held at the last close;
-`buy_hold_return_pct` buys at the first price of the run and sells at the last,
-after a fee and the slippage on each fill (the run's: equal shares of every
-symbol); `trades_per_day` counts fills per simulated day; `gate` is the promotion
-gate's newest verdict on the symbol's models (null: none trained in the run).
+three matplotlib images (`simulation.charts`) embedded as base64 PNG: the equity
+curve beside buy-and-hold, each symbol's lifecycle as coloured state bands with its
+trainings marked, and each traded symbol's price with its entries and exits.
 """
 
 from __future__ import annotations
 
-import base64
 import html
-import io
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import msgspec
 
-from simulation.trades import Marker
-
-WALL_FIELDS = ("wall_seconds", "speedup")  # the only summary fields that differ between runs
-
-
-class SymbolSummary(msgspec.Struct, kw_only=True):
-    final_state: str
-    trainings_started: int
-    trainings_failed: int
-    became_active_at: str | None  # UTC, the first time it became ACTIVE
-    orders: int  # sent (filled or refused)
-    pnl: float  # quote: sells - buys - fees, what is still held valued at the last close
-    signals: int
-    timeline: list[tuple[float, str]]  # (hours since start, state entered)
-    trainings: list[tuple[float, float | None, bool | None]]  # (start h, end h, ok)
-    fees_quote: float = 0.0
-    round_trips: int = 0
-    wins: int = 0
-    net_pnl: float = 0.0  # quote: what was sold, after both fills' fees
-    trades_per_day: float = 0.0  # fills per simulated day
-    buy_hold_return_pct: float | None = None
-    gate: GateSummary | None = None
-    rejections: list[float] = []  # hours when the gate rejected one of its models
-    prices: list[tuple[float, float]] = []  # (hours since start, close), for the chart
-    trades: list[Marker] = []  # every fill: [hours, side, price, round trip net PnL]
-
-
-class GateSummary(msgspec.Struct, kw_only=True):
-    """The promotion gate's newest verdict on a symbol's models, and how many passed or not."""
-
-    promoted: bool
-    reasons: list[str]  # why not, when rejected
-    version: str | None  # the published version, when promoted
-    models_promoted: int
-    models_rejected: int
-
-
-class TrainingSummary(msgspec.Struct, kw_only=True):
-    window_days: float
-    max_iter: int
-    pool: str
-    workers: int
-    note: str
-
-
-class Summary(msgspec.Struct, kw_only=True):
-    start: str
-    days: float
-    seed: int
-    market_symbols: int
-    sim_seconds: float
-    wall_seconds: float
-    speedup: float
-    steps: int  # times virtual time moved
-    coverage_checks: int
-    coverage_checks_by_trigger: dict[str, int]
-    universe_refreshes: int  # including the load at startup
-    model_reloads: int
-    model_reloads_by_trigger: dict[str, int]
-    models_published: int
-    heartbeats: int
-    actor_restarts: int  # permanent actors the supervisor restarted after a crash
-    stopped_early: str | None  # why the supervisor stopped the bot before the end, if it did
-    duplicate_trainings: int  # a trainer started for a symbol that already had one
-    invariant_violations: list[str]
-    orders: int
-    orders_failed: int
-    fills: int
-    signals: int
-    starting_balance: float
-    final_equity: float
-    max_drawdown: float  # fraction of the running peak of equity
-    max_drawdown_quote: float
-    training: TrainingSummary
-    symbols: dict[str, SymbolSummary]
-    equity_curve: list[tuple[float, float]]  # (hours since start, equity)
-    return_pct: float = 0.0  # final equity against the starting balance
-    net_pnl: float = 0.0  # quote: what was sold, after both fills' fees
-    fees_quote: float = 0.0
-    round_trips: int = 0
-    win_rate: float | None = None  # None: no round trip
-    buy_hold_return_pct: float | None = None
-    trades_per_day: float = 0.0  # fills per simulated day
-    buy_hold_curve: list[tuple[float, float]] = []  # (hours since start, value held)
-
-
-def without_wall_fields(summary: dict[str, Any]) -> dict[str, Any]:
-    """The part of a decoded summary.json that is the same on every run of the same inputs."""
-    return {k: v for k, v in summary.items() if k not in WALL_FIELDS}
-
+from core.text import percent, signed_percent
+from simulation.charts import equity_png, lifecycle_png, prices_png
+from simulation.summary import GateSummary, Summary
 
 # --- writing ------------------------------------------------------------------------
 
@@ -138,8 +41,8 @@ def write(
 def format_summary(summary: Summary, out: Path | None = None) -> str:
     """The digest printed at the end of a run."""
     s = summary
-    by_trigger = ", ".join(f"{k} {v}" for k, v in s.model_reloads_by_trigger.items())
-    checks = ", ".join(f"{k} {v}" for k, v in s.coverage_checks_by_trigger.items())
+    by_trigger = by_trigger_text(s.model_reloads_by_trigger)
+    checks = by_trigger_text(s.coverage_checks_by_trigger)
     lines = [
         f"Simulated {s.days:g} days from {s.start} ({s.market_symbols} symbols, seed {s.seed}) "
         f"in {s.wall_seconds:.1f} s: {s.speedup:,.0f}x real time",
@@ -147,20 +50,15 @@ def format_summary(summary: Summary, out: Path | None = None) -> str:
         f"universe_refreshes: {s.universe_refreshes}",
         f"model_reloads: {s.model_reloads} ({by_trigger}); models_published: {s.models_published}",
         f"heartbeats: {s.heartbeats}",
-        f"actor_restarts: {s.actor_restarts}"
-        + (f"; the bot STOPPED early: {s.stopped_early}" if s.stopped_early else ""),
-        f"duplicate_trainings: {s.duplicate_trainings}",
-        f"invariant_violations: {len(s.invariant_violations) or 'none'}",
-        *(f"  - {v}" for v in s.invariant_violations[:20]),
+        *health_lines(s),
         f"orders: {s.orders} (fills {s.fills}, refused {s.orders_failed}); signals: {s.signals}",
         f"final_equity: {s.final_equity:,.2f} (from {s.starting_balance:,.2f}, "
         f"{s.return_pct:+.2f}%); max_drawdown: {100 * s.max_drawdown:.2f}% "
         f"({s.max_drawdown_quote:,.2f})",
-        f"round_trips: {s.round_trips} (win rate {_rate(s.win_rate)}), net_pnl {s.net_pnl:+,.2f} "
+        f"round_trips: {s.round_trips} (win rate {percent(s.win_rate)}), net_pnl {s.net_pnl:+,.2f} "
         f"after fees_quote {s.fees_quote:,.2f}; trades_per_day: {s.trades_per_day:,.1f}; "
-        f"buy_hold_return_pct: {_signed(s.buy_hold_return_pct)}",
-        f"training: window {s.training.window_days:g} days, max_iter {s.training.max_iter}, "
-        f"{s.training.pool} pool x{s.training.workers}",
+        f"buy_hold_return_pct: {signed_percent(s.buy_hold_return_pct)}",
+        training_line(s),
         "",
         f"{'symbol':<12} {'final state':<16} {'trainings':>9} {'failed':>6} "
         f"{'active from':<20} {'orders':>6} {'per day':>7} {'trips':>5} {'win':>6} "
@@ -172,20 +70,36 @@ def format_summary(summary: Summary, out: Path | None = None) -> str:
         lines.append(
             f"{name:<12} {sym.final_state:<16} {sym.trainings_started:>9} "
             f"{sym.trainings_failed:>6} {active:<20} {sym.orders:>6} {sym.trades_per_day:>7.1f} "
-            f"{sym.round_trips:>5} {_rate(win):>6} {sym.fees_quote:>8.2f} {sym.net_pnl:>9.2f} "
-            f"{sym.pnl:>9.2f} {_signed(sym.buy_hold_return_pct):>7}  {gate_text(sym.gate)}"
+            f"{sym.round_trips:>5} {percent(win):>6} {sym.fees_quote:>8.2f} {sym.net_pnl:>9.2f} "
+            f"{sym.pnl:>9.2f} {signed_percent(sym.buy_hold_return_pct):>7}  {gate_text(sym.gate)}"
         )
     if out is not None:
         lines += ["", f"Report: {out / 'report.html'}  (summary.json, simulation.log)"]
     return "\n".join(lines)
 
 
-def _rate(x: float | None) -> str:
-    return "-" if x is None else f"{100 * x:.1f}%"
+def by_trigger_text(counts: Mapping[str, int]) -> str:
+    """`startup 1, tick 5740`: what set off each of a count's events."""
+    return ", ".join(f"{k} {v}" for k, v in counts.items())
 
 
-def _signed(x: float | None) -> str:
-    return "-" if x is None else f"{x:+.2f}%"
+def health_lines(s: Summary) -> list[str]:
+    """The digest's verdict: restarts (and an early stop), duplicate trainings, and the
+    invariant violations (the first 20 listed)."""
+    return [
+        f"actor_restarts: {s.actor_restarts}"
+        + (f"; the bot STOPPED early: {s.stopped_early}" if s.stopped_early else ""),
+        f"duplicate_trainings: {s.duplicate_trainings}",
+        f"invariant_violations: {len(s.invariant_violations) or 'none'}",
+        *(f"  - {v}" for v in s.invariant_violations[:20]),
+    ]
+
+
+def training_line(s: Summary) -> str:
+    return (
+        f"training: window {s.training.window_days:g} days, max_iter {s.training.max_iter}, "
+        f"{s.training.pool} pool x{s.training.workers}"
+    )
 
 
 def gate_text(gate: GateSummary | None) -> str:
@@ -201,210 +115,6 @@ def gate_text(gate: GateSummary | None) -> str:
 
 
 # --- the HTML report ------------------------------------------------------------------
-
-STATE_COLOURS = {
-    "NEW": "#bdbdbd",
-    "BLOCKED_HISTORY": "#f6c85f",
-    "TRAINING": "#6f9fd8",
-    "RETRY_WAIT": "#f4a259",
-    "BLOCKED_FAILED": "#d1495b",
-    "ACTIVE": "#59a96a",
-    "BLOCKED_MANUAL": "#9b72aa",
-    "RETIRED": "#555555",
-    "NO_EDGE": "#c9b79c",
-}
-
-
-def _png(fig: Any) -> str:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
-def equity_png(summary: Summary) -> str:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-
-    days = [h / 24 for h, _ in summary.equity_curve]
-    equity = [e for _, e in summary.equity_curve]
-    fig, ax = plt.subplots(figsize=(10, 3.6))
-    ax.plot(days, equity, color="#2a6f97", linewidth=1.4, label="equity")
-    if summary.buy_hold_curve:
-        ax.plot(
-            [h / 24 for h, _ in summary.buy_hold_curve],
-            [v for _, v in summary.buy_hold_curve],
-            color="#e07a1f",
-            linewidth=1.1,
-            linestyle="-.",
-            label=f"buy and hold ({_signed(summary.buy_hold_return_pct)})",
-        )
-    ax.axhline(
-        summary.starting_balance, color="#888888", linewidth=0.8, linestyle="--", label="start"
-    )
-    peak: list[float] = []
-    for value in equity:
-        peak.append(max(value, peak[-1]) if peak else value)
-    ax.fill_between(days, equity, peak, color="#d1495b", alpha=0.25, label="drawdown")
-    ax.set_xlabel("simulated days")
-    ax.set_ylabel("equity (quote)")
-    ax.set_xlim(0, summary.days)
-    ax.set_title(
-        f"Equity: {summary.final_equity:,.2f} at the end ({summary.return_pct:+.2f}%), "
-        f"max drawdown {100 * summary.max_drawdown:.2f}%, fees paid {summary.fees_quote:,.2f}"
-    )
-    ax.ticklabel_format(axis="y", useOffset=False, style="plain")
-    ax.grid(alpha=0.3)
-    ax.legend(loc="best", fontsize=8)
-    data = _png(fig)
-    plt.close(fig)
-    return data
-
-
-ZOOM_H = 3.0  # the lifecycle's left panel: the first hours, where startup trainings happen
-
-
-def lifecycle_png(summary: Summary) -> str:
-    """State bands per symbol: the first hours (left, when zoomed) and the whole run."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-    from matplotlib.lines import Line2D
-    from matplotlib.patches import Patch
-    from matplotlib.transforms import blended_transform_factory
-
-    names = list(summary.symbols)
-    end_h = summary.sim_seconds / 3600
-    zoom = end_h > 2 * ZOOM_H
-    height = 0.42 * len(names) + 1.9
-    if zoom:
-        fig, (left, right) = plt.subplots(
-            1, 2, figsize=(12, height), sharey=True, gridspec_kw={"width_ratios": [1, 3]}
-        )
-        panels = [(left, 1.0, ZOOM_H, f"first {ZOOM_H:g} hours"), (right, 24.0, end_h, "whole run")]
-    else:
-        fig, only = plt.subplots(figsize=(12, height))
-        panels = [(only, 1.0, end_h, "whole run")]
-    for ax, unit_h, span_h, title in panels:
-        _draw_lifecycle(ax, summary, names, unit_h, end_h)
-        ax.set_xlim(-0.01 * span_h / unit_h, span_h / unit_h)
-        ax.set_xlabel("simulated hours" if unit_h == 1.0 else "simulated days")
-        ax.set_title(title, fontsize=10)
-        ax.grid(axis="x", alpha=0.3)
-    first, last = panels[0][0], panels[-1][0]
-    first.set_yticks(range(len(names)), list(reversed(names)))
-    first.set_ylim(-0.6, len(names) - 0.4)
-    edge = blended_transform_factory(last.transAxes, last.transData)
-    for row, name in enumerate(reversed(names)):
-        sym = summary.symbols[name]
-        runs = sym.trainings_started
-        failed = f" ({sym.trainings_failed} failed)" if sym.trainings_failed else ""
-        last.text(
-            1.01,
-            row,
-            f"{runs} training{'' if runs == 1 else 's'}{failed}, {sym.orders} orders, "
-            f"pnl {sym.pnl:+,.4g}",  # 4 digits: USDT or BTC amounts
-            transform=edge,
-            va="center",
-            fontsize=8,
-        )
-    used = {state for sym in summary.symbols.values() for _, state in sym.timeline}
-    handles: list[Any] = [
-        Patch(color=colour, label=state) for state, colour in STATE_COLOURS.items() if state in used
-    ]
-    handles += [
-        Line2D([], [], marker="^", color="black", linestyle="", label="trainer started"),
-        Line2D([], [], marker="o", color="black", linestyle="", label="model published"),
-        Line2D([], [], marker="x", color="#8b0000", linestyle="", label="training failed"),
-        Line2D([], [], marker="s", color="#7a5c2e", linestyle="", label="model rejected"),
-    ]
-    fig.legend(handles=handles, loc="lower center", ncol=5, fontsize=8, frameon=False)
-    fig.suptitle("Symbol lifecycle", fontsize=12)
-    fig.tight_layout(rect=(0, 0.1, 1, 1))
-    data = _png(fig)
-    plt.close(fig)
-    return data
-
-
-def _draw_lifecycle(
-    ax: Any, summary: Summary, names: list[str], unit_h: float, end_h: float
-) -> None:
-    for row, name in enumerate(reversed(names)):
-        sym = summary.symbols[name]
-        for i, (start, state) in enumerate(sym.timeline):
-            stop = sym.timeline[i + 1][0] if i + 1 < len(sym.timeline) else end_h
-            ax.broken_barh(
-                [(start / unit_h, max(stop - start, 0.0) / unit_h)],
-                (row - 0.35, 0.7),
-                facecolors=STATE_COLOURS.get(state, "#000000"),
-            )
-        rejected = set(sym.rejections)
-        for began, ended, ok in sym.trainings:
-            ax.plot(began / unit_h, row + 0.12, marker="^", color="black", markersize=6)
-            if ended in rejected:
-                ax.plot(ended / unit_h, row - 0.12, marker="s", color="#7a5c2e", markersize=5)
-            elif ended is not None:
-                ax.plot(
-                    ended / unit_h,
-                    row - 0.12,
-                    marker="o" if ok else "x",
-                    color="black" if ok else "#8b0000",
-                    markersize=5 if ok else 7,
-                    markeredgewidth=1.8,
-                )
-
-
-def prices_png(summary: Summary) -> str | None:
-    """Each symbol's price with its fills: entries ^, exits v (green: the trip won)."""
-    names = [n for n, sym in summary.symbols.items() if sym.prices]
-    if not names:
-        return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-
-    fig, axes = plt.subplots(
-        len(names), 1, figsize=(10, 1.7 * len(names) + 0.6), sharex=True, squeeze=False
-    )
-    for ax, name in zip(axes[:, 0], names, strict=True):
-        sym = summary.symbols[name]
-        ax.plot(
-            [h / 24 for h, _ in sym.prices], [p for _, p in sym.prices], color="#555", lw=0.8
-        )
-        buys = [m for m in sym.trades if m.side == "buy"]
-        ax.scatter(
-            [m.hours / 24 for m in buys], [m.price for m in buys], marker="^", s=18, c="#2a6f97"
-        )
-        for won, colour in ((True, "#2d7a3e"), (False, "#b00020"), (None, "#888888")):
-            exits = [
-                m
-                for m in sym.trades
-                if m.side == "sell" and (None if m.net_pnl is None else m.net_pnl > 0) == won
-            ]
-            ax.scatter(
-                [m.hours / 24 for m in exits], [m.price for m in exits], marker="v", s=18, c=colour
-            )
-        ax.set_ylabel(name, fontsize=8)
-        ax.tick_params(labelsize=7)
-        ax.ticklabel_format(axis="y", useOffset=False, style="plain")
-        ax.grid(alpha=0.3)
-        ax.set_title(
-            f"{name}: {len(sym.trades)} fills, {sym.round_trips} round trips, "
-            f"net {sym.net_pnl:+,.2f} after {sym.fees_quote:,.2f} fees; "
-            f"buy and hold {_signed(sym.buy_hold_return_pct)}",
-            fontsize=8,
-            loc="left",
-        )
-    axes[-1, 0].set_xlabel("simulated days")
-    axes[-1, 0].set_xlim(0, summary.days)
-    fig.suptitle("Prices: entries ^, exits v (green won, red lost after fees)", fontsize=11)
-    fig.tight_layout()
-    data = _png(fig)
-    plt.close(fig)
-    return data
 
 
 def render_html(summary: Summary, *, title: str | None = None, extra_html: str = "") -> str:
@@ -428,11 +138,11 @@ def render_html(summary: Summary, *, title: str | None = None, extra_html: str =
             "Final equity",
             f"{s.final_equity:,.2f} (from {s.starting_balance:,.2f}, {s.return_pct:+.2f}%)",
         ),
-        ("Buy and hold", f"{_signed(s.buy_hold_return_pct)} (every symbol, equal shares)"),
+        ("Buy and hold", f"{signed_percent(s.buy_hold_return_pct)} (every symbol, equal shares)"),
         ("Fees paid", f"{s.fees_quote:,.2f}"),
         (
             "Round trips",
-            f"{s.round_trips}, win rate {_rate(s.win_rate)}, net {s.net_pnl:+,.2f} after fees",
+            f"{s.round_trips}, win rate {percent(s.win_rate)}, net {s.net_pnl:+,.2f} after fees",
         ),
         ("Trades per day", f"{s.trades_per_day:,.1f}"),
         ("Max drawdown", f"{100 * s.max_drawdown:.2f}% ({s.max_drawdown_quote:,.2f})"),
@@ -454,9 +164,9 @@ def render_html(summary: Summary, *, title: str | None = None, extra_html: str =
         f"<td>{sym.trainings_failed}</td><td>{e(sym.became_active_at or '-')}</td>"
         f"<td>{sym.orders}</td><td>{sym.trades_per_day:,.1f}</td><td>{sym.signals}</td>"
         f"<td>{sym.round_trips}</td>"
-        f"<td>{_rate(sym.wins / sym.round_trips if sym.round_trips else None)}</td>"
+        f"<td>{percent(sym.wins / sym.round_trips if sym.round_trips else None)}</td>"
         f"<td>{sym.fees_quote:,.2f}</td><td>{sym.net_pnl:,.2f}</td><td>{sym.pnl:,.2f}</td>"
-        f"<td>{_signed(sym.buy_hold_return_pct)}</td><td>{e(gate_text(sym.gate))}</td>"
+        f"<td>{signed_percent(sym.buy_hold_return_pct)}</td><td>{e(gate_text(sym.gate))}</td>"
         "</tr>"
         for name, sym in s.symbols.items()
     )

@@ -1,6 +1,14 @@
-"""A run turned into its `Summary` (pure): counts, per-symbol outcomes, equity and drawdown.
+"""A run's `Summary`: what it holds, and how a run is turned into it (pure): counts,
+per-symbol outcomes, equity and drawdown.
 
-`simulation.report` writes and shows the summary.
+Trade results (`simulation.trades`): `net_pnl` is what was sold made after the
+fees of both fills; `pnl` also values what is still held at the last close;
+`buy_hold_return_pct` buys at the first price of the run and sells at the last,
+after a fee and the slippage on each fill (the run's: equal shares of every
+symbol); `trades_per_day` counts fills per simulated day; `gate` is the promotion
+gate's newest verdict on the symbol's models (null: none trained in the run).
+
+`simulation.report` writes and shows the summary, `simulation.charts` draws it.
 """
 
 from __future__ import annotations
@@ -9,15 +17,105 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import msgspec
+
 from actors.messages import GateDecided
 from config.settings import Settings
 from core.timefmt import format_utc
 from core.timeframes import timeframe_s
 from policy.lifecycle import DAY_S, SymbolState
 from simulation import trades
-from simulation.report import GateSummary, Summary, SymbolSummary, TrainingSummary
 from simulation.runner import HOUR_S, SimRun
+from simulation.trades import Marker
 from storage.ledger import OrderRow
+
+WALL_FIELDS = ("wall_seconds", "speedup")  # the only summary fields that differ between runs
+
+
+class SymbolSummary(msgspec.Struct, kw_only=True):
+    final_state: str
+    trainings_started: int
+    trainings_failed: int
+    became_active_at: str | None  # UTC, the first time it became ACTIVE
+    orders: int  # sent (filled or refused)
+    pnl: float  # quote: sells - buys - fees, what is still held valued at the last close
+    signals: int
+    timeline: list[tuple[float, str]]  # (hours since start, state entered)
+    trainings: list[tuple[float, float | None, bool | None]]  # (start h, end h, ok)
+    fees_quote: float = 0.0
+    round_trips: int = 0
+    wins: int = 0
+    net_pnl: float = 0.0  # quote: what was sold, after both fills' fees
+    trades_per_day: float = 0.0  # fills per simulated day
+    buy_hold_return_pct: float | None = None
+    gate: GateSummary | None = None
+    rejections: list[float] = []  # hours when the gate rejected one of its models
+    prices: list[tuple[float, float]] = []  # (hours since start, close), for the chart
+    trades: list[Marker] = []  # every fill: [hours, side, price, round trip net PnL]
+
+
+class GateSummary(msgspec.Struct, kw_only=True):
+    """The promotion gate's newest verdict on a symbol's models, and how many passed or not."""
+
+    promoted: bool
+    reasons: list[str]  # why not, when rejected
+    version: str | None  # the published version, when promoted
+    models_promoted: int
+    models_rejected: int
+
+
+class TrainingSummary(msgspec.Struct, kw_only=True):
+    window_days: float
+    max_iter: int
+    pool: str
+    workers: int
+    note: str
+
+
+class Summary(msgspec.Struct, kw_only=True):
+    start: str
+    days: float
+    seed: int
+    market_symbols: int
+    sim_seconds: float
+    wall_seconds: float
+    speedup: float
+    steps: int  # times virtual time moved
+    coverage_checks: int
+    coverage_checks_by_trigger: dict[str, int]
+    universe_refreshes: int  # including the load at startup
+    model_reloads: int
+    model_reloads_by_trigger: dict[str, int]
+    models_published: int
+    heartbeats: int
+    actor_restarts: int  # permanent actors the supervisor restarted after a crash
+    stopped_early: str | None  # why the supervisor stopped the bot before the end, if it did
+    duplicate_trainings: int  # a trainer started for a symbol that already had one
+    invariant_violations: list[str]
+    orders: int
+    orders_failed: int
+    fills: int
+    signals: int
+    starting_balance: float
+    final_equity: float
+    max_drawdown: float  # fraction of the running peak of equity
+    max_drawdown_quote: float
+    training: TrainingSummary
+    symbols: dict[str, SymbolSummary]
+    equity_curve: list[tuple[float, float]]  # (hours since start, equity)
+    return_pct: float = 0.0  # final equity against the starting balance
+    net_pnl: float = 0.0  # quote: what was sold, after both fills' fees
+    fees_quote: float = 0.0
+    round_trips: int = 0
+    win_rate: float | None = None  # None: no round trip
+    buy_hold_return_pct: float | None = None
+    trades_per_day: float = 0.0  # fills per simulated day
+    buy_hold_curve: list[tuple[float, float]] = []  # (hours since start, value held)
+
+
+def without_wall_fields(summary: dict[str, Any]) -> dict[str, Any]:
+    """The part of a decoded summary.json that is the same on every run of the same inputs."""
+    return {k: v for k, v in summary.items() if k not in WALL_FIELDS}
 
 
 def max_drawdown(values: Iterable[float]) -> tuple[float, float]:

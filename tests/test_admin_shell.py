@@ -31,18 +31,9 @@ from admin.protocol import (
     StatusRequest,
     WatchRequest,
 )
-from admin.shell import (
-    COMMAND_NAMES,
-    UsageError,
-    completions,
-    format_event,
-    format_status,
-    format_symbols,
-    format_table,
-    help_text,
-    parse_command,
-    run_shell,
-)
+from admin.shell import run_shell
+from admin.shell_commands import COMMAND_NAMES, UsageError, completions, help_text, parse_command
+from admin.shell_format import format_event, format_status, format_symbols, format_table
 from admin.token import TOKEN_ENV, TokenError, load_or_create_token, read_token
 from config.settings import SettingsError, load_settings
 from policy.lifecycle import SymbolRecord, SymbolState

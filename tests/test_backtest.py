@@ -26,14 +26,9 @@ from exchange.live import LivePaperExchange
 from exchange.port import ExchangePort
 from exchange.replay import ReplayMarket
 from policy.risk import Intent, client_order_id
-from simulation.backtest import (
-    Backtest,
-    SymbolResult,
-    Window,
-    backtest,
-    replay_window,
-    start_s,
-)
+from simulation.backtest import Backtest, backtest
+from simulation.backtest_inputs import Window, replay_window, start_s
+from simulation.backtest_summary import SymbolResult
 from storage.candle_files import HEADER, read_candle_folder
 from tests.fake_binance import FakeBinance
 from tests.harness import EVERY_CANDLE

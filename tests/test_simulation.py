@@ -53,9 +53,9 @@ from policy.risk import Intent
 from policy.universe import is_blacklisted
 from simulation.monitor import InvariantMonitor
 from simulation.progress import progress_line
-from simulation.report import Summary, format_summary, without_wall_fields, write
+from simulation.report import format_summary, write
 from simulation.runner import SIM_START
-from simulation.summary import max_drawdown, symbol_pnl
+from simulation.summary import Summary, max_drawdown, symbol_pnl, without_wall_fields
 from storage.ledger import MemoryLedger, OrderRow, OrderState
 from tests.harness import (
     EVERY_CANDLE,
