@@ -276,6 +276,7 @@ class BaseActor(pykka.ThreadingActor):
         self.runtime = runtime or Runtime()
         self.log = logging.getLogger(f"tradeactors.{name.split(':')[0]}")
         self._timers: list[int] = []
+        self._holding_tick = False
         self._handled = self.runtime.join(self.actor_ref)
 
     # --- hooks for subclasses ---------------------------------------------------
@@ -337,11 +338,24 @@ class BaseActor(pykka.ThreadingActor):
         if isinstance(message, Ping):
             return None
         self._handled[0] += 1
+        self._holding_tick = False
         try:
             return self.receive(message)
         finally:
-            if isinstance(message, Tick):
+            if isinstance(message, Tick) and not self._holding_tick:
                 self.clock.tick_handled(message.timer_id)
+
+    def hold_tick(self) -> None:
+        """From a Tick's handler: the tick stays unhandled after the handler returns, until
+        `release_tick(its timer_id)`: work the tick started elsewhere (another actor's reply)
+        counts as part of handling it. Meanwhile its timer fires no further tick (a late
+        reply skips a tick rather than piling them up) and a VirtualClock does not move
+        past it (a test or simulation sees the whole of it before time moves on)."""
+        self._holding_tick = True
+
+    def release_tick(self, timer_id: int) -> None:
+        """The work of a held tick is done (unknown or cancelled timers are ignored)."""
+        self.clock.tick_handled(timer_id)
 
     def _cancel_timers(self) -> None:
         for timer_id in self._timers:

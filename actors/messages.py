@@ -4,9 +4,10 @@ Each message is a frozen, tagged msgspec Struct: immutable (no shared mutable
 state crosses a mailbox) and encodable as JSON with a `"type"` tag. Grouped by
 who receives them; each actor's docstring lists what it accepts.
 
-One deliberate exception to "plain data": `ModelsUpdated.models` carries the
-loaded, read-only estimators. They are never mutated after loading, so handing
-the same objects to the trader costs nothing and shares no mutable state.
+Two deliberate exceptions to "plain data": `ModelsUpdated.models` carries the
+loaded, read-only estimators, and `CandlesClosed.candles` read-only numpy arrays.
+They are never mutated after they are made, so handing the same objects to the
+trader costs nothing and shares no mutable state.
 """
 
 from __future__ import annotations
@@ -167,6 +168,42 @@ class ModelsUpdated(Message, frozen=True):
     version: str | None
     symbols: tuple[str, ...]
     models: dict[str, LoadedModel]
+
+
+# --- market data ---------------------------------------------------------------------
+
+
+class FetchCandles(Message, frozen=True):
+    """Trader -> market data: the closed candles of `symbols`; reply `CandlesClosed` to `reply_to`.
+
+    `close_ms`: the close time of the newest candle wanted (the candle that just
+    closed, or for a symbol that just became tradable the newest final one).
+    """
+
+    at: float  # when it was asked (the trade tick's due time)
+    symbols: tuple[str, ...]
+    close_ms: int
+    reply_to: Any  # Address or ActorRef of the trader
+    tick_id: int = 0  # the trade tick whose handling waits for the reply (0: none)
+
+
+class CandlesClosed(Message, frozen=True):
+    """Market data -> trader: every asked symbol's window of closed candles, or why not.
+
+    The one way candles reach a decision: live, paper and simulation alike.
+    """
+
+    at: float  # the `at` of the FetchCandles it answers
+    close_ms: int  # the close time of the newest candle in every window
+    candles: dict[str, Any]  # symbol -> read-only float64 array (rows, 6), oldest first
+    missing: dict[str, str] = {}  # symbol -> why there is no candle for close_ms
+    tick_id: int = 0  # the FetchCandles' tick_id
+
+
+class CandlesOverdue(Message, frozen=True):
+    """Trader, to itself, a candle after a FetchCandles: if no answer came, stop waiting."""
+
+    tick_id: int
 
 
 # --- trader ----------------------------------------------------------------------

@@ -1,10 +1,14 @@
 """TraderActor: signals, orders and positions, on every closed candle.
 
 Accepts:
-- `TradeTick` (its clock timer, once per candle, just after the close): for each
-  ACTIVE symbol, build the latest features, ask its model for P(up), decide
-  within the risk limits, and place orders. Symbols that are not ACTIVE produce
-  no signal and no entry; their open positions keep their stop loss.
+- `TradeTick` (its clock timer, once per candle, just after the close): asks the
+  market-data actor for the candle that closed, for every ACTIVE symbol with a
+  model and every open position (`FetchCandles`), and returns at once.
+- `CandlesClosed` (market data): for each symbol served, build the latest
+  features, ask its model for P(up), decide within the risk limits, and place
+  orders; a symbol without data this candle is named in the log. Symbols that
+  are not ACTIVE produce no signal and no entry; their open positions keep their
+  stop loss. The trader never waits on a REST call for candles.
 - `HeartbeatTick` (every heartbeat_s): logs
   `Bot heartbeat: X active symbols, Y blocked, Z open positions`.
 - `HealthTick` (every health_s): checks the exchange answers.
@@ -23,6 +27,11 @@ summary is logged (`Reconciled with paper: ...`) and published as `Reconciled`.
 If the exchange cannot be asked, or an order's outcome is unknown (the exchange
 did not answer create_order), no order is placed until a reconciliation succeeds
 (retried on every candle).
+
+After a (re)start nothing is decided until both the model store's and the coverage
+actor's first snapshots have arrived: a held position judged without its model
+would lose an exit signal (only the stop loss applies without one). The candle
+that closed meanwhile is decided as soon as both are in.
 """
 
 from __future__ import annotations
@@ -31,13 +40,17 @@ import math
 from typing import Any
 
 import numpy as np
+import pykka
 
 from actors.base import BaseActor, Runtime, Topic
 from actors.clock import Clock, Mailbox
 from actors.messages import (
+    CandlesClosed,
+    CandlesOverdue,
     CloseAll,
     CloseSymbol,
     CommandResult,
+    FetchCandles,
     GetTraderStatus,
     HealthTick,
     Heartbeat,
@@ -83,6 +96,7 @@ class TraderActor(BaseActor):
         quote: str,
         store: Mailbox,
         coverage: Mailbox,
+        market_data: Mailbox,
         supervisor: Mailbox | None = None,
         events: Topic | None = None,
         runtime: Runtime | None = None,
@@ -105,6 +119,12 @@ class TraderActor(BaseActor):
         self.quote = quote
         self.store = store
         self.coverage = coverage
+        self.market_data = market_data
+        # the first snapshots since this (re)start: nothing is decided before both arrived
+        self.states_known = False
+        self.models_known = False
+        # trade ticks held until their candles arrive -> the timer that stops the wait
+        self.waiting_ticks: dict[int, int] = {}
         self.states: dict[str, SymbolState] = {}
         self.models: dict[str, LoadedModel] = {}
         self.positions: dict[str, Position] = {}
@@ -135,11 +155,19 @@ class TraderActor(BaseActor):
 
     def receive(self, message: Any) -> Any:
         match message:
-            case TradeTick():
+            case TradeTick(at=at, timer_id=timer_id):
                 self.last_tick_at = self.clock.now()
                 if self.reconciled or self._reconcile():
-                    for symbol in sorted(set(self.states) | set(self.positions)):
-                        self._trade(symbol)
+                    self._ask_candles(at, self._closed_at(at), tick_id=timer_id)
+            case CandlesClosed():
+                self._on_candles(message)
+            case CandlesOverdue(tick_id=tick_id):
+                if self._stop_waiting(tick_id):
+                    self.log.warning(
+                        "No candles from market data within %ds of asking: this candle is "
+                        "not decided",
+                        self.tf_s,
+                    )
             case HeartbeatTick():
                 self._heartbeat()
             case HealthTick():
@@ -147,11 +175,11 @@ class TraderActor(BaseActor):
             case ModelsUpdated(models=models):
                 before = self._tradable()
                 self.models = models
-                self._trade_newly_tradable(before)
+                self._snapshot_arrived(before, "models")
             case SymbolStates(records=records):
                 before = self._tradable()
                 self.states = {r.symbol: r.state for r in records}
-                self._trade_newly_tradable(before)
+                self._snapshot_arrived(before, "states")
             case Pause():
                 self.paused = True
                 self.ledger.set_value(PAUSED_KEY, "1")
@@ -225,15 +253,114 @@ class TraderActor(BaseActor):
     def _tradable(self) -> set[str]:
         return {s for s, st in self.states.items() if st is SymbolState.ACTIVE and s in self.models}
 
-    def _trade_newly_tradable(self, before: set[str]) -> None:
-        """Trade a symbol that just became ACTIVE with a model on the last closed candle now,
-        rather than up to a whole candle later (whichever of its state and model came last)."""
-        if not self.reconciled:
-            return
-        for symbol in sorted(self._tradable() - before):
-            self._trade(symbol)
+    # --- candles in (market data) -----------------------------------------------------------
 
-    def _trade(self, symbol: str) -> None:
+    def _ready(self) -> bool:
+        """Both first snapshots are in: every symbol's state and model are known."""
+        return self.states_known and self.models_known
+
+    def _wanted(self) -> list[str]:
+        """The symbols a candle is decided for: tradable ones and open positions."""
+        return sorted(self._tradable() | set(self.positions))
+
+    def _closed_at(self, tick_at: float) -> int:
+        """The close time (epoch ms) of the candle a trade tick due at `tick_at` is for: the
+        newest closed `candle_delay_s` before it."""
+        close_s = math.floor((tick_at - self.settings.candle_delay_s) / self.tf_s) * self.tf_s
+        return int(close_s * 1000)
+
+    def _ask_candles(
+        self, at: float, close_ms: int, only: set[str] | None = None, tick_id: int = 0
+    ) -> None:
+        """Ask market data for the candle closed at `close_ms`. With `tick_id` (a trade tick),
+        the tick is handled only once the reply is: the decisions are part of it."""
+        if not self._ready():
+            if self.positions:
+                waiting = [
+                    what
+                    for what, known in (
+                        ("symbol states", self.states_known),
+                        ("models", self.models_known),
+                    )
+                    if not known
+                ]
+                self.log.info(
+                    "Candle not decided yet for %s: waiting for the first %s since the start",
+                    _count(len(self.positions), "open position"),
+                    " and ".join(waiting),
+                )
+            return
+        symbols = [s for s in self._wanted() if only is None or s in only]
+        if not symbols:
+            return
+        ask = FetchCandles(
+            at=at,
+            symbols=tuple(symbols),
+            close_ms=close_ms,
+            reply_to=self.actor_ref,
+            tick_id=tick_id,
+        )
+        if not _delivered(self.market_data, ask):
+            self.log.warning(
+                "Market data is not running (being restarted?): %s not decided this candle",
+                _count(len(symbols), "symbol"),
+            )
+            return
+        if tick_id:
+            # the tick's handling waits for the answer; should the request be lost (market
+            # data died with it queued), a candle later the trader stops waiting
+            self.hold_tick()
+            overdue = self.clock.schedule_once(
+                self.clock.now() + self.tf_s, self.actor_ref, CandlesOverdue(tick_id=tick_id)
+            )
+            self.waiting_ticks[tick_id] = overdue
+            self._timers.append(overdue)  # cancelled if the trader stops first
+
+    def _on_candles(self, message: CandlesClosed) -> None:
+        try:
+            for symbol, why in sorted(message.missing.items()):
+                self.log.warning("%s: no market data this candle: %s", symbol, why)
+            if not self._ready() or not self.reconciled:  # retried at the next candle
+                return
+            for symbol in sorted(message.candles):
+                self._trade(symbol, message.candles[symbol])
+        finally:
+            self._stop_waiting(message.tick_id)
+
+    def _stop_waiting(self, tick_id: int) -> bool:
+        """Release a trade tick held for its candles; False if it was not held (any more)."""
+        overdue = self.waiting_ticks.pop(tick_id, None)
+        if overdue is None:
+            return False
+        self.clock.cancel(overdue)
+        self._timers.remove(overdue)
+        self.release_tick(tick_id)
+        return True
+
+    def _final_close_ms(self) -> int:
+        """The close time of the newest candle final now (closed `candle_delay_s` ago)."""
+        return self._closed_at(self.clock.now())
+
+    def _snapshot_arrived(self, before: set[str], which: str) -> None:
+        """A symbol that just became ACTIVE with a model is decided on the last closed candle
+        now, rather than up to a whole candle later (whichever of its state and model came
+        last); once both first snapshots are in, so is every open position."""
+        was_ready = self._ready()
+        if which == "models":
+            self.models_known = True
+        else:
+            self.states_known = True
+        if not self.reconciled or not self._ready():
+            return
+        if not was_ready:
+            self._ask_candles(self.clock.now(), self._final_close_ms())
+            return
+        new = self._tradable() - before
+        if new:
+            self._ask_candles(self.clock.now(), self._final_close_ms(), only=new)
+
+    def _trade(self, symbol: str, candles: np.ndarray) -> None:
+        """Decide on the newest of `candles` (a read-only window from `CandlesClosed`)."""
         if not self.reconciled:  # an earlier order's outcome is unknown: look it up first
             return
         active = self.states.get(symbol) is SymbolState.ACTIVE
@@ -241,12 +368,7 @@ class TraderActor(BaseActor):
         position = self.positions.get(symbol)
         if model is None and position is None:
             return
-        try:
-            candles = self.exchange.fetch_ohlcv(symbol, self.timeframe, limit=LOOKBACK_BARS + 5)
-        except ExchangeError as exc:
-            self.log.warning("%s: no market data this candle: %s", symbol, exc)
-            return
-        if not candles:
+        if not len(candles):
             return
         candle_ms, price = int(candles[-1][0]), float(candles[-1][4])
         self.last_price[symbol] = price
@@ -255,7 +377,7 @@ class TraderActor(BaseActor):
         self.last_candle_ms[symbol] = candle_ms
         prob_up: float | None = None
         if model is not None and len(candles) >= LOOKBACK_BARS:
-            features = latest_features(np.asarray(candles, dtype=np.float64))
+            features = latest_features(candles)
             prob_up = model.prob_up(features)
             self.publish(
                 SignalProduced(
@@ -427,3 +549,21 @@ class TraderActor(BaseActor):
             orders_placed=self.orders_placed,
             last_tick_at=self.last_tick_at,
         )
+
+
+def _count(n: int, word: str) -> str:
+    """`1 open position`, `2 open positions`."""
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def _delivered(mailbox: Mailbox, message: Any) -> bool:
+    """Tell `mailbox`; False if it is not running (an Address between incarnations drops
+    what it is told, and a held tick must not wait for an answer that cannot come)."""
+    is_alive = getattr(mailbox, "is_alive", None)
+    if is_alive is not None and not is_alive():
+        return False
+    try:
+        mailbox.tell(message)
+    except pykka.ActorDeadError:
+        return False
+    return True

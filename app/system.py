@@ -18,12 +18,14 @@ import pykka
 from actors.base import Address, BaseActor, Runtime, Topic, TrainerDirectory
 from actors.clock import Clock
 from actors.coverage import CoverageActor
+from actors.market_data import MarketDataActor
 from actors.model_store import ModelStoreActor
 from actors.trader import TraderActor
 from actors.trainer import TrainerActor
 from config.settings import Settings
 from exchange.port import ExchangePort
 from models import artifacts
+from models.features import LOOKBACK_BARS
 from models.pool import TrainingPool
 from storage.candles import CandleCache
 from storage.db import FILE_NAME, Database, ModelVersions, SqliteLedger, SymbolStore
@@ -31,7 +33,8 @@ from storage.ledger import Ledger
 
 log = logging.getLogger("tradeactors.supervisor")
 
-PERMANENT = ("model_store", "coverage", "trader")  # start order; stop order is reversed
+# start order; the trader, which asks market data at every candle close, starts after it
+PERMANENT = ("model_store", "coverage", "market_data", "trader")
 
 
 class _QueueMailbox:
@@ -118,6 +121,12 @@ class System:
                 symbol_store=SymbolStore(self.db),
                 **common,
             ),
+            "market_data": lambda: MarketDataActor.start(
+                exchange=self.exchange,
+                timeframe=s.timeframe,
+                bars=LOOKBACK_BARS + 5,
+                **common,
+            ),
             "trader": lambda: TraderActor.start(
                 exchange=self.exchange,
                 ledger=self.ledger,
@@ -128,6 +137,7 @@ class System:
                 quote=s.exchange.quote,
                 store=a["model_store"],
                 coverage=a["coverage"],
+                market_data=a["market_data"],
                 **common,
             ),
         }
@@ -156,10 +166,12 @@ class System:
     # --- stopping -------------------------------------------------------------------------
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Coverage first (no new trainers), then trainers, trader, store; then the pool."""
+        """Coverage first (no new trainers), then trainers, trader, market data, store; then the
+        pool."""
         self._stop_actor("coverage", timeout)
         self.trainers.stop_all(timeout)
         self._stop_actor("trader", timeout)
+        self._stop_actor("market_data", timeout)
         self._stop_actor("model_store", timeout)
         self.pool.shutdown(cancel_pending=True)
         self.exchange.close()

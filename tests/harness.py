@@ -144,6 +144,56 @@ class Bot:
         self.system.stop()
 
 
+def start_trader(
+    *,
+    clock: Any,
+    exchange: Any,
+    ledger: Any,
+    trading: Any,
+    store: Any,
+    coverage: Any,
+    runtime: Runtime,
+    events: Topic | None = None,
+    heartbeat_s: float = 600,
+    health_s: float = 300,
+    max_in_flight: int = 1,
+    deadline_s: float | None = None,
+    market_exchange: Any = None,
+) -> pykka.ActorRef[Any]:
+    """A TraderActor on 1m candles and the MarketDataActor it asks for them, both on `runtime`
+    (stopped by the autouse fixture at the end of the test). `market_exchange`: the
+    market-data role's client (default: `exchange`, as with paper)."""
+    from actors.market_data import MarketDataActor
+    from actors.trader import TraderActor
+    from models.features import LOOKBACK_BARS
+
+    market_data = MarketDataActor.start(
+        clock=clock,
+        exchange=market_exchange or exchange,
+        timeframe="1m",
+        bars=LOOKBACK_BARS + 5,
+        max_in_flight=max_in_flight,
+        deadline_s=deadline_s,
+        events=events,
+        runtime=runtime,
+    )
+    return TraderActor.start(
+        clock=clock,
+        exchange=exchange,
+        ledger=ledger,
+        trading=trading,
+        timeframe="1m",
+        heartbeat_s=heartbeat_s,
+        health_s=health_s,
+        quote="USDT",
+        store=store,
+        coverage=coverage,
+        market_data=market_data,
+        events=events,
+        runtime=runtime,
+    )
+
+
 def stage_model(models_dir: Path, symbol: str, trained_at: float = T0, seed: int = 1) -> Path:
     """A real model for `symbol`, trained on a small seeded random walk, staged for publishing."""
     from models import artifacts

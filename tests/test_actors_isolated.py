@@ -34,7 +34,6 @@ from actors.messages import (
     UnblockSymbol,
 )
 from actors.model_store import ModelStoreActor
-from actors.trader import TraderActor
 from app.builders import build_paper_exchange
 from config.settings import Settings, TradingSettings, UniverseSettings
 from exchange.paper import PaperExchange
@@ -42,7 +41,15 @@ from exchange.synthetic import SyntheticMarket
 from exchange.types import TransientExchangeError
 from policy.lifecycle import SymbolRecord, SymbolState
 from storage.ledger import MemoryLedger, OrderState
-from tests.harness import T0, Recorder, new_clock, published_model, settle, stage_model
+from tests.harness import (
+    T0,
+    Recorder,
+    new_clock,
+    published_model,
+    settle,
+    stage_model,
+    start_trader,
+)
 
 
 class StandInTrainer(BaseActor):
@@ -245,15 +252,11 @@ class TraderRig:
     ) -> None:
         self.store, self.coverage, self.events = Recorder(), Recorder(), Recorder()
         self.runtime = Runtime()
-        self.ref = TraderActor.start(
+        self.ref = start_trader(
             clock=clock,
             exchange=exchange,
             ledger=ledger,
             trading=TradingSettings(**trading),
-            timeframe="1m",
-            heartbeat_s=600,
-            health_s=300,
-            quote="USDT",
             store=self.store,
             coverage=self.coverage,
             events=Topic({"probe": self.events}),
