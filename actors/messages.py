@@ -215,6 +215,10 @@ class SymbolStates(Message, frozen=True):
     records: tuple[SymbolRecord, ...]
 
 
+class ReconcileDue(Message, frozen=True):
+    """Trader, to itself: orders that were maybe in flight can no longer arrive; look again."""
+
+
 class Pause(Message, frozen=True):
     """No new entries; exits (stop loss, sell signals) still managed."""
 

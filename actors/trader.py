@@ -60,6 +60,7 @@ from actors.messages import (
     OrderPlaced,
     Pause,
     Reconciled,
+    ReconcileDue,
     Resume,
     SignalProduced,
     Subscribe,
@@ -68,6 +69,7 @@ from actors.messages import (
     TradeTick,
 )
 from config.settings import TradingSettings
+from core.timefmt import format_utc
 from core.timeframes import timeframe_s
 from exchange.port import ExchangePort
 from exchange.types import ExchangeError, Order, OrderRejected, OrderRequest, Side
@@ -135,6 +137,7 @@ class TraderActor(BaseActor):
         self.orders_placed = 0
         self.last_tick_at: float | None = None
         self.reconciled = False  # no order is placed until the ledger agrees with the exchange
+        self.started_reconciled = False  # reconciled once since this (re)start
 
     def started(self) -> None:
         self.log.info(
@@ -161,6 +164,9 @@ class TraderActor(BaseActor):
                     self._ask_candles(at, self._closed_at(at), tick_id=timer_id)
             case CandlesClosed():
                 self._on_candles(message)
+            case ReconcileDue():
+                if not self.reconciled:
+                    self._reconcile()
             case CandlesOverdue(tick_id=tick_id):
                 if self._stop_waiting(tick_id):
                     self.log.warning(
@@ -217,8 +223,15 @@ class TraderActor(BaseActor):
 
     def _reconcile(self) -> bool:
         """Make the ledger agree with the exchange; True when trading may go on."""
+        when = "after an unknown outcome" if self.started_reconciled else "at the restart"
         try:
-            report = reconcile(self.exchange, self.ledger, self.clock.now())
+            report = reconcile(
+                self.exchange,
+                self.ledger,
+                self.clock.now(),
+                settle_s=self.exchange.settle_window_s,
+                when=when,
+            )
         except ExchangeError as exc:
             self.reconciled = False
             self.log.warning(
@@ -235,7 +248,18 @@ class TraderActor(BaseActor):
         summary = report.summary(self.exchange.name)
         self.log.info("%s", summary)
         self._load()
+        if report.retry_at is not None:  # a SENT order may still arrive: not decided yet
+            self.reconciled = False
+            due = self.clock.schedule_once(report.retry_at, self.actor_ref, ReconcileDue())
+            self._timers.append(due)  # cancelled if the trader stops first
+            self.log.info(
+                "No orders until %s is looked up again at %s",
+                _count(report.in_flight, "order in flight", "orders in flight"),
+                format_utc(report.retry_at, seconds=True),
+            )
+            return False
         self.reconciled = True
+        self.started_reconciled = True
         self.publish(
             Reconciled(
                 at=self.clock.now(),
@@ -551,9 +575,9 @@ class TraderActor(BaseActor):
         )
 
 
-def _count(n: int, word: str) -> str:
+def _count(n: int, word: str, words: str | None = None) -> str:
     """`1 open position`, `2 open positions`."""
-    return f"{n} {word}{'' if n == 1 else 's'}"
+    return f"{n} {word if n == 1 else (words or word + 's')}"
 
 
 def _delivered(mailbox: Mailbox, message: Any) -> bool:

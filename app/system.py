@@ -23,7 +23,7 @@ from actors.model_store import ModelStoreActor
 from actors.trader import TraderActor
 from actors.trainer import TrainerActor
 from config.settings import Settings
-from exchange.port import ExchangePort
+from exchange.port import ExchangePort, ExchangeRoles
 from models import artifacts
 from models.features import LOOKBACK_BARS
 from models.pool import TrainingPool
@@ -54,7 +54,7 @@ class System:
         self,
         settings: Settings,
         clock: Clock,
-        exchange: ExchangePort,
+        exchange: ExchangePort | ExchangeRoles,
         pool: TrainingPool,
         ledger: Ledger | None = None,
         events: Topic | None = None,
@@ -63,7 +63,10 @@ class System:
     ) -> None:
         self.settings = settings
         self.clock = clock
-        self.exchange = exchange
+        # one client per role (market data, orders, downloads); one exchange serves them all
+        single = ExchangeRoles.single
+        self.roles = exchange if isinstance(exchange, ExchangeRoles) else single(exchange)
+        self.exchange = self.roles.orders
         self.pool = pool
         data = Path(settings.data_dir)
         # the database: opened here unless given (raises StorageError if it fails its checks)
@@ -110,7 +113,7 @@ class System:
                 **common,
             ),
             "coverage": lambda: CoverageActor.start(
-                exchange=self.exchange,
+                exchange=self.roles.downloads,
                 trainers=self.trainers,
                 store=a["model_store"],
                 coverage=s.coverage,
@@ -122,13 +125,13 @@ class System:
                 **common,
             ),
             "market_data": lambda: MarketDataActor.start(
-                exchange=self.exchange,
+                exchange=self.roles.market_data,
                 timeframe=s.timeframe,
                 bars=LOOKBACK_BARS + 5,
                 **common,
             ),
             "trader": lambda: TraderActor.start(
-                exchange=self.exchange,
+                exchange=self.roles.orders,
                 ledger=self.ledger,
                 trading=s.trading,
                 timeframe=s.timeframe,
@@ -149,7 +152,7 @@ class System:
         return TrainerActor.start(
             symbol=symbol,
             clock=self.clock,
-            exchange=self.exchange,
+            exchange=self.roles.downloads,
             cache=self.cache,
             pool=self.pool,
             store=self.addresses["model_store"],
@@ -174,7 +177,8 @@ class System:
         self._stop_actor("market_data", timeout)
         self._stop_actor("model_store", timeout)
         self.pool.shutdown(cancel_pending=True)
-        self.exchange.close()
+        for client in self.roles.distinct():
+            client.close()
         self.db.close()
 
     def _stop_actor(self, name: str, timeout: float) -> None:

@@ -48,6 +48,8 @@ class CcxtExchange:
         self.name = (
             config.exchange_id if config.mode == "live" else f"{config.exchange_id}-{config.mode}"
         )
+        # Binance accepts a request up to recvWindow after its timestamp, and 1 s ahead
+        self.settle_window_s = config.recv_window_ms / 1000.0 + 1.0
         self._now_ms = now_ms
         self._monotonic = monotonic
         self._client = CcxtClient(config, credentials, sleep=sleep, monotonic=monotonic)

@@ -67,6 +67,7 @@ class PaperExchange:
     """`exchange.port.ExchangePort` over a synthetic market, with simulated fills."""
 
     name = "paper"
+    settle_window_s = 0.0  # in-process: an order exists once create_order returned
 
     def __init__(
         self,

@@ -83,7 +83,8 @@ class Bot:
     Its database is `tmp_path/var/tradeactors.db`. `at`: the clock's start (a bot
     made again on the same tmp_path later is a restart); `paper_state`: the paper
     exchange keeps its state in `var/paper/state.json` (survives a restart);
-    `pool`: another TrainingPool (e.g. worker processes).
+    `pool`: another TrainingPool (e.g. worker processes); `roles(paper)`: the System's
+    `ExchangeRoles` (default: the paper exchange in every role).
     """
 
     def __init__(
@@ -94,6 +95,7 @@ class Bot:
         at: float = T0,
         paper_state: bool = False,
         pool: Any = None,
+        roles: Any = None,
         **sections: Any,
     ) -> None:
         from app.builders import build_paper_exchange
@@ -116,7 +118,7 @@ class Bot:
         self.system = System(
             self.settings,
             self.clock,
-            self.exchange,
+            roles(self.exchange) if roles is not None else self.exchange,
             pool or TrainingPool(workers=1, kind="thread"),
         )
         self.events = events_recorder(self.system.events)

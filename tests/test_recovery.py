@@ -8,6 +8,7 @@ import errno
 import logging
 import os
 import signal
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +24,7 @@ from actors.messages import (
     OrderFailed,
     OrderPlaced,
     Pause,
+    Ping,
     Reconciled,
     RetrainSymbol,
     SignalProduced,
@@ -31,6 +33,7 @@ from actors.messages import (
     TrainerStarted,
 )
 from app.supervision import Supervisor
+from exchange.port import ExchangeRoles
 from exchange.types import TransientExchangeError
 from models import artifacts
 from policy.lifecycle import DAY_S, SymbolRecord, SymbolState
@@ -198,6 +201,117 @@ def test_a_symbol_trades_at_once_whichever_of_its_state_and_model_arrives_last(
     rig.ref.tell(ModelsUpdated(version=model.version, symbols=(), models={"BTC/USDT": model}))
     settle(rig.runtime)  # ... then its model: it trades on the last closed candle, not later
     assert [o.symbol for o in rig.events.of(OrderPlaced)] == ["BTC/USDT"]
+
+
+class SlowUniverse:
+    """The downloads role behind a slow exchange: load_markets waits until released."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.asked = threading.Event()
+        self.release = threading.Event()
+
+    def load_markets(self) -> Any:
+        self.asked.set()
+        assert self.release.wait(30), "never released"
+        return self.inner.load_markets()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def test_a_restarted_bot_exits_on_the_first_candle_even_while_coverage_is_slow(
+    bots: list[Bot], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Until coverage's first symbol states arrive, a candle must not be decided on a held
+    position without its model (only the stop loss) and then count as decided: its exit
+    signal would be lost until the next candle."""
+    caplog.set_level(logging.INFO)
+    first = Bot(
+        tmp_path, ["BTC/USDT"], paper_state=True, trading={**EVERY_CANDLE, "exit_threshold": 0.0}
+    )
+    publish_models(first, "BTC/USDT")
+    first.start()  # buys on the last closed candle
+    assert [o.intent for o in first.events.of(OrderPlaced)] == ["entry"]
+    first.stop()
+    # a restart 90 s later; its model now says exit on every candle, and coverage's first
+    # pass waits on a slow exchange
+    slow: list[SlowUniverse] = []
+
+    def roles(paper: Any) -> ExchangeRoles:
+        slow.append(SlowUniverse(paper))
+        return ExchangeRoles(orders=paper, market_data=paper, downloads=slow[0])
+
+    again = Bot(
+        tmp_path, ["BTC/USDT"], at=T0 + 90, paper_state=True, roles=roles, trading=EVERY_CANDLE
+    )
+    bots.append(again)
+    try:
+        again.start(wait=False)
+        assert slow[0].asked.wait(30)
+        again.system.addresses["trader"].ask(Ping())  # started, models received
+        again.clock.advance(40)  # the candle closed at T0+120 is due at T0+122
+        assert again.events.of(OrderPlaced) == []  # not decided without the states
+        assert (
+            "Candle not decided yet for 1 open position: waiting for the first symbol states"
+            in caplog.text
+        )
+    finally:
+        slow[0].release.set()
+    again.settle()
+    [exit_order] = again.events.of(OrderPlaced)
+    assert exit_order.intent == "exit"
+    row = again.system.ledger.get(exit_order.client_order_id)
+    assert row is not None and row.candle_ms == (T0 + 60) * 1000  # that very candle
+
+
+def test_a_restarted_trader_waits_out_a_sent_orders_recv_window_before_calling_it_never_sent(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from app.builders import build_paper_exchange
+    from exchange.synthetic import SyntheticMarket
+    from policy.risk import Intent
+    from storage.ledger import MemoryLedger, OrderRow
+    from tests.harness import new_clock
+    from tests.test_actors_isolated import TraderRig
+
+    caplog.set_level(logging.INFO)
+    clock = new_clock()
+    paper = build_paper_exchange(SyntheticMarket(anchor_ms=int(T0 * 1000)), clock)
+
+    class LikeBinance:
+        """A request is accepted up to 6 s after it left."""
+
+        settle_window_s = 6.0
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(paper, name)
+
+    ledger = MemoryLedger()
+    coid = "ta-sent-just-before-the-crash"
+    ledger.add_intent(
+        OrderRow(
+            client_order_id=coid,
+            symbol="BTC/USDT",
+            side="buy",
+            intent=Intent.ENTRY,
+            amount=0.002,
+            candle_ms=int(T0 * 1000) - 60_000,
+            created_at=T0 - 1,
+            updated_at=T0 - 1,
+        )
+    )
+    ledger.update(coid, state=OrderState.SENT, updated_at=T0 - 1)
+    rig = TraderRig(LikeBinance(), clock, ledger)  # type: ignore[arg-type]
+    settle(rig.runtime)
+    assert rig.events.of(Reconciled) == []  # not decided: it may still arrive
+    assert ledger.get(coid).state is OrderState.SENT  # type: ignore[union-attr]
+    assert "looked up again at 2026-11-26 00:00:05 UTC" in caplog.text
+    clock.advance(10)  # its recvWindow passes on the trader's clock: nothing slept
+    settle(rig.runtime)
+    [reconciled] = rig.events.of(Reconciled)
+    assert reconciled.resolved == {"never sent": 1}
+    assert ledger.get(coid).state is OrderState.REJECTED  # type: ignore[union-attr]
 
 
 # --- coverage and restarts -----------------------------------------------------------------
