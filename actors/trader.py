@@ -342,8 +342,8 @@ class TraderActor(BaseActor):
 
     def _on_candles(self, message: CandlesClosed) -> None:
         try:
-            for symbol, why in sorted(message.missing.items()):
-                self.log.warning("%s: no market data this candle: %s", symbol, why)
+            for line in missing_lines(message.missing):
+                self.log.warning("%s", line)
             if not self._ready() or not self.reconciled:  # retried at the next candle
                 return
             for symbol in sorted(message.candles):
@@ -361,9 +361,11 @@ class TraderActor(BaseActor):
         self.release_tick(tick_id)
         return True
 
-    def _final_close_ms(self) -> int:
-        """The close time of the newest candle final now (closed `candle_delay_s` ago)."""
-        return self._closed_at(self.clock.now())
+    def _last_close_ms(self) -> int:
+        """The close time of the newest candle closed now (a symbol that just became
+        tradable is decided on it, as the first tick after a start decides the next)."""
+        now_ms = math.floor(self.clock.now() * 1000)
+        return now_ms - now_ms % (self.tf_s * 1000)
 
     def _snapshot_arrived(self, before: set[str], which: str) -> None:
         """A symbol that just became ACTIVE with a model is decided on the last closed candle
@@ -377,11 +379,11 @@ class TraderActor(BaseActor):
         if not self.reconciled or not self._ready():
             return
         if not was_ready:
-            self._ask_candles(self.clock.now(), self._final_close_ms())
+            self._ask_candles(self.clock.now(), self._last_close_ms())
             return
         new = self._tradable() - before
         if new:
-            self._ask_candles(self.clock.now(), self._final_close_ms(), only=new)
+            self._ask_candles(self.clock.now(), self._last_close_ms(), only=new)
 
     def _trade(self, symbol: str, candles: np.ndarray) -> None:
         """Decide on the newest of `candles` (a read-only window from `CandlesClosed`)."""
@@ -591,3 +593,20 @@ def _delivered(mailbox: Mailbox, message: Any) -> bool:
     except pykka.ActorDeadError:
         return False
     return True
+
+
+def missing_lines(missing: dict[str, str], named: int = 5) -> list[str]:
+    """The log lines for symbols without data this candle: one per reason, so that a ban
+    over 500 symbols is one line, not 500 (`SYM: ...` prefixes are dropped to compare)."""
+    by_reason: dict[str, list[str]] = {}
+    for symbol, why in sorted(missing.items()):
+        by_reason.setdefault(why.removeprefix(f"{symbol}: "), []).append(symbol)
+    lines = []
+    for why, symbols in by_reason.items():
+        if len(symbols) == 1:
+            lines.append(f"{symbols[0]}: no market data this candle: {why}")
+            continue
+        shown = ", ".join(symbols[:named])
+        more = f" and {len(symbols) - named} more" if len(symbols) > named else ""
+        lines.append(f"{len(symbols)} symbols ({shown}{more}): no market data this candle: {why}")
+    return lines

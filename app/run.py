@@ -24,6 +24,7 @@ from storage.db import FILE_NAME, Database, StorageError
 
 log = logging.getLogger("tradeactors.supervisor")
 
+
 def run(settings_path: str, clock: RealClock | None = None) -> int:
     """Run the bot until it is stopped; the exit code. `clock`: wall time unless given."""
     try:
@@ -71,7 +72,8 @@ def _run_system(settings: Settings, clock: RealClock) -> int:
         admin_token = load_or_create_token(settings.data_dir) if settings.admin.enabled else None
     except (TokenError, OSError) as exc:
         db.close()
-        exchange.close()
+        for client in exchange.distinct():
+            client.close()
         print(f"admin token: {exc}", file=sys.stderr)
         return 2
     pool = TrainingPool(workers=settings.training.workers, kind="process")

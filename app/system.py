@@ -128,6 +128,11 @@ class System:
                 exchange=self.roles.market_data,
                 timeframe=s.timeframe,
                 bars=LOOKBACK_BARS + 5,
+                # the paper exchange computes candles in-process: threads would buy nothing
+                max_in_flight=1
+                if self.roles.market_data.name == "paper"
+                else s.exchange.max_in_flight,
+                deadline_s=s.exchange.deadline_s,
                 **common,
             ),
             "trader": lambda: TraderActor.start(

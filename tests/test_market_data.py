@@ -3,6 +3,7 @@ from `CandlesClosed` without a REST call of its own."""
 
 from __future__ import annotations
 
+import logging
 import threading
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from actors.messages import (
     SignalProduced,
     SymbolStates,
 )
+from actors.trader import missing_lines
 from app.builders import build_paper_exchange
 from config.settings import TradingSettings
 from core.timeframes import MINUTE_MS
@@ -31,6 +33,7 @@ from storage.ledger import MemoryLedger
 from tests.harness import T0, Recorder, new_clock, published_model, settle, start_trader
 
 M = MINUTE_MS
+KLINES = "/api/v3/klines"
 CLOSE_MS = int(T0 * 1000) + 10 * M  # a candle close well after the market's anchor
 
 
@@ -206,8 +209,97 @@ def test_the_trader_decides_from_candles_closed_and_never_fetches_candles(
     trader.tell(ModelsUpdated(version=model.version, symbols=(), models={"BTC/USDT": model}))
     trader.tell(SymbolStates(records=(SymbolRecord(symbol="BTC/USDT", state=SymbolState.ACTIVE),)))
     settle(runtime)
-    clock.advance(180)  # two closes, each decided 2 s after it (candle_delay_s)
+    clock.advance(150)  # two closes (T0+3660, +3720), each decided 2 s after it
     settle(runtime)
     signals = events.of(SignalProduced)
-    assert [s.symbol for s in signals] == ["BTC/USDT"] * 3  # at once, then at two closes
+    assert [s.symbol for s in signals] == ["BTC/USDT"] * 3  # at once, then at each close
     assert len({s.candle_ms for s in signals}) == 3
+
+
+def test_symbols_missing_for_one_reason_are_one_log_line() -> None:
+    ban = "fetch_ohlcv not sent: IP banned by binance (HTTP 418) for 5 s; 5 s left"
+    missing = {f"X{i:03d}/USDT": f"X{i:03d}/USDT: {ban}" for i in range(1, 8)}
+    missing["BTC/USDT"] = "no answer within 5 s"
+    assert missing_lines(missing) == [
+        "BTC/USDT: no market data this candle: no answer within 5 s",
+        "7 symbols (X001/USDT, X002/USDT, X003/USDT, X004/USDT, X005/USDT and 2 more): "
+        f"no market data this candle: {ban}",
+    ]
+
+
+def test_a_ban_fails_the_candle_at_once_with_its_end_and_the_next_candle_repairs_the_gap(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The market-data client against the loopback fake Binance: a 418 "banned until" fails
+    every symbol's request at once (one sent, none waited), and the candle after the ban
+    is decided with the missed candle filled in."""
+    from exchange.ccxt_client import CcxtConfig
+    from exchange.ccxt_exchange import CcxtExchange
+    from exchange.credentials import Credentials
+    from exchange.retry import RetryPolicy
+    from tests.fake_binance import API_KEY, API_SECRET, FakeBinance
+    from tests.fake_time import FakeTime
+
+    caplog.set_level(logging.INFO)
+    clock = new_clock(T0 + 3630)  # mid-candle
+    waits = FakeTime()
+    symbols = ["BTC/USDT", "ETH/USDT"]
+    with FakeBinance(anchor_ms=int(T0 * 1000), market_ms=lambda: int(clock.now() * 1000)) as fake:
+        market = CcxtExchange(
+            CcxtConfig(base_url=fake.url, retry=RetryPolicy(deadline_s=3.0, max_wait_s=3.0)),
+            Credentials(API_KEY, API_SECRET),
+            now_ms=lambda: int(clock.now() * 1000),
+            sleep=waits.sleep,
+            monotonic=waits.monotonic,
+            role="market data",
+        )
+        paper = build_paper_exchange(SyntheticMarket(anchor_ms=int(T0 * 1000)), clock)
+        runtime, events = Runtime(), Recorder()
+        trader = start_trader(
+            clock=clock,
+            exchange=paper,
+            market_exchange=market,
+            max_in_flight=1,  # one after another: the first refusal stops the second
+            deadline_s=3.0,
+            ledger=MemoryLedger(),
+            trading=TradingSettings(entry_threshold=1.0),
+            store=Recorder(),
+            coverage=Recorder(),
+            events=Topic({"probe": events}),
+            runtime=runtime,
+        )
+        model = published_model(tmp_path, "BTC/USDT")
+        trader.tell(ModelsUpdated(version="v", symbols=(), models=dict.fromkeys(symbols, model)))
+        trader.tell(
+            SymbolStates(
+                records=tuple(SymbolRecord(symbol=s, state=SymbolState.ACTIVE) for s in symbols)
+            )
+        )
+        settle(runtime)
+        assert len(events.of(SignalProduced)) == 2  # both decided on the last closed candle
+        clock.advance(32)  # the next close (T0+3660), decided 2 s after it
+        settle(runtime)
+        assert len(events.of(SignalProduced)) == 4
+        until_ms = int(T0 + 3752) * 1000  # 30 s after the next decision at T0 + 3722
+        fake.fail(
+            KLINES, 418, -1003, f"Way too much request weight used; IP banned until {until_ms}."
+        )
+        sent = fake.count("GET", KLINES)
+        clock.advance(60)  # the next close comes during the ban
+        settle(runtime)
+        assert len(events.of(SignalProduced)) == 4  # that candle is not decided ...
+        assert fake.count("GET", KLINES) == sent + 1  # ... one request was refused, no other sent
+        assert waits.sleeps == []  # and nothing waited for the ban to end
+        ban = "IP banned by binance (HTTP 418) for 30 s, until 2026-11-26 01:02:32 UTC"
+        assert "BTC/USDT: no market data this candle: fetch_ohlcv failed after 1" in caplog.text
+        assert f"({ban})" in caplog.text
+        not_sent = f"ETH/USDT: no market data this candle: fetch_ohlcv not sent: {ban}; 30 s left"
+        assert not_sent in caplog.text
+        waits.t += 65  # the ban is over
+        clock.advance(60)
+        settle(runtime)
+        signals = events.of(SignalProduced)
+        assert len(signals) == 6  # the candle after the ban is decided for both symbols
+        windows = [c for c in fake.requests if c.path == KLINES][-2:]
+        assert {w.params["limit"] for w in windows} == {"2"}  # the missed candle and the new one
+        market.close()
