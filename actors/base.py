@@ -4,6 +4,10 @@
   `started()` or in a handler is reported to the supervisor as `ActorDied`
   (pykka itself calls no `on_failure` for an exception in `on_start`), and every
   handled `Tick` is acknowledged to the clock so the clock may deliver the next.
+  An exception while answering an `ask` ends the same way (pykka would only hand
+  it back to the caller and keep the actor running, unseen by the supervisor): it
+  is logged as an error naming the actor, the caller still gets it, and the actor
+  stops and is restarted, which counts toward the restart limit.
 - `Address` is a stable name for an actor whose incarnation may change when the
   supervisor restarts it; collaborators hold addresses, never raw refs.
 - `Topic` fans events out to subscribers (admin `watch`, the invariant monitor,
@@ -24,7 +28,7 @@ import time
 from collections.abc import Callable
 from contextlib import suppress
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import pykka
 
@@ -32,6 +36,8 @@ from actors.clock import Clock, Mailbox
 from actors.messages import ActorDied, Event, Ping, Tick
 
 log = logging.getLogger("tradeactors")
+
+T = TypeVar("T")
 
 
 class BackgroundWork:
@@ -277,6 +283,7 @@ class BaseActor(pykka.ThreadingActor):
         self.log = logging.getLogger(f"tradeactors.{name.split(':')[0]}")
         self._timers: list[int] = []
         self._holding_tick = False
+        self._death_reported = False
         self._handled = self.runtime.join(self.actor_ref)
 
     # --- hooks for subclasses ---------------------------------------------------
@@ -308,6 +315,32 @@ class BaseActor(pykka.ThreadingActor):
     def publish(self, event: Event) -> None:
         self.events.publish(event)
 
+    def run_outside(
+        self,
+        work: Callable[[], T],
+        done: Callable[[T | None, Exception | None], Any],
+    ) -> None:
+        """Run `work` in a thread of its own, not on this mailbox (exchange I/O that messages
+        must not wait behind); `done(result, error)` is then told to this actor. Counted as
+        background work, so `Runtime.wait_quiet` waits for it."""
+        me, log, name = self.actor_ref, self.log, self.name
+        background = self.runtime.background
+        background.begin()
+
+        def run() -> None:
+            try:
+                try:
+                    result, error = work(), None
+                except Exception as exc:  # handed to the actor, which decides what it means
+                    result, error = None, exc
+                me.tell(done(result, error))
+            except pykka.ActorDeadError:
+                log.info("%s: stopped before its background work finished", name)
+            finally:
+                background.end()
+
+        threading.Thread(target=run, name=f"{name}-io", daemon=True).start()
+
     # --- pykka hooks ------------------------------------------------------------------
 
     def on_start(self) -> None:
@@ -334,6 +367,14 @@ class BaseActor(pykka.ThreadingActor):
         self.runtime.leave(self._handled)
         self._report_death(exception_value, during_start=False)
 
+    def _report_death(self, exc: BaseException | None, during_start: bool) -> None:
+        if self._death_reported:  # already reported by _handler_failed
+            return
+        self._death_reported = True
+        if self.supervisor is not None:
+            error = f"{type(exc).__name__}: {exc}" if exc else "unknown error"
+            self.supervisor.tell(ActorDied(name=self.name, error=error, during_start=during_start))
+
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, Ping):
             return None
@@ -341,9 +382,28 @@ class BaseActor(pykka.ThreadingActor):
         self._holding_tick = False
         try:
             return self.receive(message)
+        except Exception as exc:
+            self._handler_failed(exc, message)
+            raise  # to the caller of an ask; a told message's failure pykka logs too
         finally:
             if isinstance(message, Tick) and not self._holding_tick:
                 self.clock.tick_handled(message.timer_id)
+
+    def _handler_failed(self, exc: Exception, message: Any) -> None:
+        """A handler raised: log it, report it, and stop now (no further message is handled
+        by an actor in an unknown state); the supervisor restarts it within its limit.
+        For a told message pykka then calls `on_failure` again: it acts once."""
+        self.log.error(
+            "%s failed handling %s: %s: %s",
+            self.name,
+            type(message).__name__,
+            type(exc).__name__,
+            exc,
+            exc_info=exc,
+        )
+        self.on_failure(type(exc), exc, exc.__traceback__)
+        pykka.ActorRegistry.unregister(self.actor_ref)
+        self.actor_stopped.set()
 
     def hold_tick(self) -> None:
         """From a Tick's handler: the tick stays unhandled after the handler returns, until
@@ -361,8 +421,3 @@ class BaseActor(pykka.ThreadingActor):
         for timer_id in self._timers:
             self.clock.cancel(timer_id)
         self._timers.clear()
-
-    def _report_death(self, exc: BaseException | None, during_start: bool) -> None:
-        if self.supervisor is not None:
-            error = f"{type(exc).__name__}: {exc}" if exc else "unknown error"
-            self.supervisor.tell(ActorDied(name=self.name, error=error, during_start=during_start))

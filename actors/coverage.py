@@ -5,7 +5,9 @@ Accepts:
   symbol. Gated: an evaluation less than interval_s after the previous one is
   skipped, whoever sent the tick.
 - `UniverseTick` (its own timer, every universe.refresh_s) and `RefreshUniverse`
-  (admin): refresh the universe, then evaluate.
+  (admin): refresh the universe, then evaluate. `RefreshUniverse` replies a
+  `CommandResult` saying what happened: refreshed (with the changes), failed (why),
+  or skipped (the model store has not answered yet).
 - `ModelsUpdated` (model store): symbols a published model covers become ACTIVE.
   The first one after start (the reply to its `Subscribe`) triggers the startup
   refresh and evaluation, so nothing is trained that a model on disk covers.
@@ -130,10 +132,12 @@ class CoverageActor(BaseActor):
         match message:
             case CoverageTick():
                 self._on_coverage_tick()
-            case UniverseTick() | RefreshUniverse():
+            case UniverseTick():
                 if self.models_known:
                     self._refresh_universe()
                     self._evaluate_all(CoverageTrigger.UNIVERSE)
+            case RefreshUniverse():
+                return self._admin_refresh()
             case ModelsUpdated():
                 self._on_models(message)
             case TrainingSucceeded(symbol=symbol, version=version, fit_seconds=fit_s):
@@ -268,7 +272,35 @@ class CoverageActor(BaseActor):
 
     # --- the work --------------------------------------------------------------------
 
-    def _refresh_universe(self) -> None:
+    def _admin_refresh(self) -> CommandResult:
+        """An operator's refresh, and what really happened."""
+        if not self.models_known:
+            return CommandResult(
+                ok=False,
+                detail="skipped: the model store has not answered yet (the universe is "
+                "refreshed as soon as it has)",
+            )
+        before = set(self.universe)
+        error = self._refresh_universe()
+        if error is not None:
+            return CommandResult(
+                ok=False,
+                detail=f"universe refresh failed, kept {len(self.universe)} symbols: {error}",
+            )
+        self._evaluate_all(CoverageTrigger.UNIVERSE)
+        added, removed = sorted(self.universe - before), sorted(before - self.universe)
+        changes = "".join(
+            f", {word} {', '.join(names)}"
+            for word, names in (("added", added), ("removed", removed))
+            if names
+        )
+        return CommandResult(
+            ok=True,
+            detail=f"universe refreshed and evaluated: {len(self.records)} symbols{changes}",
+        )
+
+    def _refresh_universe(self) -> str | None:
+        """Refresh the universe; None, or why it failed (the universe is kept)."""
         settings = self.universe_settings
         try:
             markets = self.exchange.load_markets()
@@ -282,7 +314,7 @@ class CoverageActor(BaseActor):
                 self.settings.interval_s,
                 exc,
             )
-            return
+            return str(exc)
         self.universe_failed = False
         self.universe_known = True
         fresh = set(
@@ -316,6 +348,7 @@ class CoverageActor(BaseActor):
                 at=self.clock.now(), added=tuple(added), removed=tuple(removed), size=len(fresh)
             )
         )
+        return None
 
     def _evaluate_all(self, trigger: CoverageTrigger) -> None:
         now = self.clock.now()

@@ -215,6 +215,16 @@ class SymbolStates(Message, frozen=True):
     records: tuple[SymbolRecord, ...]
 
 
+class BalancesFetched(Message, frozen=True):
+    """Trader, to itself: balances fetched outside its mailbox (health check, after a fill)."""
+
+    seq: int  # newer requests win: an older answer arriving late is ignored
+    balances: dict[str, Any] | None  # asset -> exchange.types.Balance; None: failed
+    error: str | None = None
+    health: bool = False  # the periodic health check (it logs its line)
+    bug: bool = False  # the error is not the exchange's (a bug): the trader crashes on it
+
+
 class ReconcileDue(Message, frozen=True):
     """Trader, to itself: orders that were maybe in flight can no longer arrive; look again."""
 
@@ -253,6 +263,10 @@ class TraderStatus(Message, frozen=True):
 
 class StartTraining(Message, frozen=True):
     pass
+
+
+class PublishOverdue(Message, frozen=True):
+    """Trainer, to itself: the store has not answered its PublishModel in time."""
 
 
 class FitFinished(Message, frozen=True):

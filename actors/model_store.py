@@ -4,7 +4,8 @@ Accepts:
 - `PublishModel` (trainer): publish the staged artifact as a new version
   (atomically), load it (checksum verified), reply `ModelPublished` or
   `PublishFailed` to `reply_to`, and send `ModelsUpdated` to subscribers.
-- `ReloadModels` (admin): reload every version from disk.
+- `ReloadModels` (admin): reload every version from disk; replies a `CommandResult`
+  saying how many models are served and which versions were refused (not ok then).
 - `GetModels` (ask): reply `ModelsUpdated` with the current set.
 - `Subscribe`: the subscriber gets `ModelsUpdated` now and after every change.
 
@@ -23,9 +24,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pykka
+
 from actors.base import BaseActor, Runtime, Topic
 from actors.clock import Clock, Mailbox
 from actors.messages import (
+    CommandResult,
     GetModels,
     ModelPublished,
     ModelsReloaded,
@@ -77,9 +81,11 @@ class ModelStoreActor(BaseActor):
                 self._publish(message)
             case ReloadModels(reason=reason):
                 self.refused.clear()  # an admin may have repaired a version by hand
-                changed = self._reload(ReloadTrigger.ADMIN)
+                errors: list[ArtifactError] = []
+                changed = self._reload(ReloadTrigger.ADMIN, errors)
                 self.log.info("Models reloaded (%s): %d symbols", reason, len(self.models))
                 self.subscribers.publish(self._current(changed))
+                return self._reload_result(errors)
             case GetModels():
                 return self._current(())
             case Subscribe(name=name, subscriber=subscriber):
@@ -89,10 +95,25 @@ class ModelStoreActor(BaseActor):
                 return super().receive(message)
         return None
 
-    def _reload(self, trigger: ReloadTrigger) -> tuple[str, ...]:
+    def _reload_result(self, errors: list[ArtifactError]) -> CommandResult:
+        served = _count(len(self.models), "model")
+        newest = f", newest {self.version}" if self.version else ""
+        if not errors:
+            return CommandResult(ok=True, detail=f"reloaded: {served}{newest}")
+        return CommandResult(
+            ok=False,
+            detail=f"reloaded with {_count(len(errors), 'version')} refused "
+            f"({'; '.join(str(e) for e in errors)}): serving {served}{newest}",
+        )
+
+    def _reload(
+        self, trigger: ReloadTrigger, refused: list[ArtifactError] | None = None
+    ) -> tuple[str, ...]:
         loaded, errors = artifacts.load_latest(self.models_dir, skip=self.refused)
         for error in errors:
             self._refuse(error)
+        if refused is not None:
+            refused.extend(errors)
         changed = tuple(sorted(s for s, m in loaded.items() if self.models.get(s, None) is not m))
         self.models = loaded
         self.version = self._newest_version()
@@ -121,7 +142,7 @@ class ModelStoreActor(BaseActor):
         except (ArtifactError, OSError) as exc:
             error = f"publishing the model failed: {exc}"
             self.log.error("%s: %s; models in use are unchanged", symbol, error)
-            message.reply_to.tell(PublishFailed(symbol=symbol, error=error))
+            self._reply(message, PublishFailed(symbol=symbol, error=error))
             return
         self._record(model, "published")
         self.models = {**self.models, symbol: model}
@@ -144,8 +165,16 @@ class ModelStoreActor(BaseActor):
                 trigger=ReloadTrigger.PUBLISHED,
             )
         )
-        message.reply_to.tell(ModelPublished(symbol=symbol, version=model.version))
+        self._reply(message, ModelPublished(symbol=symbol, version=model.version))
         self.subscribers.publish(self._current((symbol,)))
+
+    def _reply(self, message: PublishModel, reply: ModelPublished | PublishFailed) -> None:
+        try:
+            message.reply_to.tell(reply)
+        except pykka.ActorDeadError:  # it gave up waiting (or the bot is stopping)
+            self.log.warning(
+                "%s: the trainer is gone; %s not delivered", message.symbol, type(reply).__name__
+            )
 
     def _record(self, model: LoadedModel, source: str) -> None:
         if self.versions is None:
@@ -197,3 +226,7 @@ class ModelStoreActor(BaseActor):
 
     def _current(self, changed: tuple[str, ...] | Any) -> ModelsUpdated:
         return ModelsUpdated(version=self.version, symbols=tuple(changed), models=dict(self.models))
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"

@@ -11,7 +11,10 @@ Accepts:
   stop loss. The trader never waits on a REST call for candles.
 - `HeartbeatTick` (every heartbeat_s): logs
   `Bot heartbeat: X active symbols, Y blocked, Z open positions`.
-- `HealthTick` (every health_s): checks the exchange answers.
+- `HealthTick` (every health_s): checks the exchange answers, fetching the balances
+  outside the mailbox (`BalancesFetched`): a stalled exchange never holds up a
+  message. Balances are fetched so after a start and after each fill too, and
+  `GetTraderStatus` answers from them without asking the exchange.
 - `ModelsUpdated` (store), `SymbolStates` (coverage): what it may trade and with what.
 - `Pause`, `Resume`, `CloseSymbol`, `CloseAll` (admin): reply `CommandResult`.
 - `GetTraderStatus` (ask): reply `TraderStatus`.
@@ -45,6 +48,7 @@ import pykka
 from actors.base import BaseActor, Runtime, Topic
 from actors.clock import Clock, Mailbox
 from actors.messages import (
+    BalancesFetched,
     CandlesClosed,
     CandlesOverdue,
     CloseAll,
@@ -138,6 +142,10 @@ class TraderActor(BaseActor):
         self.last_tick_at: float | None = None
         self.reconciled = False  # no order is placed until the ledger agrees with the exchange
         self.started_reconciled = False  # reconciled once since this (re)start
+        # the last balances fetched (outside the mailbox), for equity without I/O
+        self.balances: dict[str, Any] | None = None
+        self.balances_seq = 0  # requests made
+        self.balances_seq_seen = 0  # the newest one applied
 
     def started(self) -> None:
         self.log.info(
@@ -177,7 +185,9 @@ class TraderActor(BaseActor):
             case HeartbeatTick():
                 self._heartbeat()
             case HealthTick():
-                self._health()
+                self._fetch_balances(health=True)
+            case BalancesFetched():
+                self._on_balances(message)
             case ModelsUpdated(models=models):
                 before = self._tradable()
                 self.models = models
@@ -260,6 +270,7 @@ class TraderActor(BaseActor):
             return False
         self.reconciled = True
         self.started_reconciled = True
+        self._fetch_balances()
         self.publish(
             Reconciled(
                 at=self.clock.now(),
@@ -474,6 +485,7 @@ class TraderActor(BaseActor):
     def _record_fill(self, order: Order, decision: Decision, price: float) -> None:
         now = self.clock.now()
         recorded = record_order(self.ledger, order.client_order_id, order, now)
+        self._fetch_balances()  # the fill moved them
         self.orders_placed += 1
         fill_price = order.average_price or price
         symbol = order.symbol
@@ -540,26 +552,54 @@ class TraderActor(BaseActor):
             Heartbeat(at=self.clock.now(), active=active, blocked=blocked, open_positions=positions)
         )
 
-    def _health(self) -> None:
-        try:
-            balances = self.exchange.fetch_balances()
-        except ExchangeError as exc:
-            self.log.warning("Health check: exchange %s not answering: %s", self.exchange.name, exc)
+    def _fetch_balances(self, health: bool = False) -> None:
+        """Fetch the balances outside the mailbox; `BalancesFetched` comes back."""
+        self.balances_seq += 1
+        seq = self.balances_seq
+
+        def done(balances: dict[str, Any] | None, error: Exception | None) -> BalancesFetched:
+            bug = error is not None and not isinstance(error, ExchangeError)
+            return BalancesFetched(
+                seq=seq,
+                balances=balances,
+                error=None
+                if error is None
+                else f"{type(error).__name__}: {error}"
+                if bug
+                else str(error),
+                health=health,
+                bug=bug,
+            )
+
+        self.run_outside(self.exchange.fetch_balances, done)
+
+    def _on_balances(self, message: BalancesFetched) -> None:
+        if message.bug:  # not the exchange failing: crash here, where the supervisor sees it
+            raise RuntimeError(f"fetching the balances failed: {message.error}")
+        if message.balances is not None and message.seq > self.balances_seq_seen:
+            self.balances_seq_seen = message.seq
+            self.balances = message.balances
+        if not message.health:
+            return
+        if message.balances is None:
+            self.log.warning(
+                "Health check: exchange %s not answering: %s", self.exchange.name, message.error
+            )
             return
         self.log.info(
-            "Health check OK: %s answers, equity %.2f %s, %d open positions",
+            "Health check OK: %s answers, equity %.2f %s, %s",
             self.exchange.name,
-            self._equity(balances),
+            self._equity(message.balances),
             self.quote,
-            len(self.positions),
+            _count(len(self.positions), "open position"),
         )
 
     def _equity(self, balances: dict[str, Any] | None = None) -> float:
+        """Cash plus positions at their last price, from the last balances fetched (no I/O:
+        a status request never waits on the exchange); NaN before any."""
+        balances = self.balances if balances is None else balances
         if balances is None:
-            try:
-                balances = self.exchange.fetch_balances()
-            except ExchangeError:
-                return float("nan")
+            return float("nan")
         cash = balances[self.quote].total if self.quote in balances else 0.0
         held = sum(
             p.amount * self.last_price.get(s, p.entry_price) for s, p in self.positions.items()

@@ -6,7 +6,8 @@ symbol is the guard against a second trainer. Accepts:
   candle cache (resuming, with progress in the log), then submit the fit to the
   worker pool and return at once: the actor thread never runs the fit.
 - `FitFinished` (from the pool's completion callback): ask the store to publish.
-- `ModelPublished` / `PublishFailed` (store).
+- `ModelPublished` / `PublishFailed` (store). No answer within PUBLISH_REPLY_S
+  (`PublishOverdue`, its own one-shot timer) fails the training with that reason.
 
 Reports `TrainingSucceeded` or `TrainingFailed` to the coverage actor and stops.
 An exception in any handler also ends as `TrainingFailed` (trainers are
@@ -30,6 +31,7 @@ from actors.messages import (
     ModelPublished,
     PublishFailed,
     PublishModel,
+    PublishOverdue,
     StartTraining,
     TrainerFinished,
     TrainerStarted,
@@ -44,6 +46,11 @@ from models import artifacts
 from models.pool import TrainingPool
 from models.training import TrainingError, TrainJob, TrainParams, TrainResult
 from storage.candles import CandleCache, download
+
+# Publishing is a folder rename and one model load (milliseconds to a second): no answer in
+# two minutes means the store died with the request or is stuck, and the trainer must not
+# wait for ever (its symbol would stay TRAINING).
+PUBLISH_REPLY_S = 120.0
 
 
 class TrainerActor(BaseActor):
@@ -106,6 +113,10 @@ class TrainerActor(BaseActor):
                 )
             case PublishFailed(error=error):
                 self._fail(error)
+            case PublishOverdue():
+                self._fail(
+                    f"the model store did not answer the publish within {PUBLISH_REPLY_S:.0f} s"
+                )
             case _:
                 return super().receive(message)
         return None
@@ -193,6 +204,10 @@ class TrainerActor(BaseActor):
                 symbol=self.symbol, staging_dir=message.staging_dir, reply_to=self.actor_ref
             )
         )
+        overdue = self.clock.schedule_once(
+            self.clock.now() + PUBLISH_REPLY_S, self.actor_ref, PublishOverdue()
+        )
+        self._timers.append(overdue)  # cancelled when the trainer stops
 
     def _fail(self, error: str) -> None:
         error = error.removeprefix(f"{self.symbol}: ")

@@ -108,7 +108,7 @@ def build_ccxt_exchange(
                 role=role,
             )
 
-        orders = client("orders")
+        orders = client("orders", connections=2)  # a health check never delays an order
         # ccxt's rateLimit (ms per unit of request cost) stands for the exchange's own limit
         gate.limit = ex.weight_share * 60_000 / orders.rate_limit_ms
         return ExchangeRoles(

@@ -26,6 +26,7 @@ from actors.messages import (
     Pause,
     PublishFailed,
     PublishModel,
+    RefreshUniverse,
     Resume,
     SignalProduced,
     Subscribe,
@@ -127,6 +128,16 @@ def test_coverage_subscribes_and_waits_for_the_store_before_deciding(rig: Covera
         "USDC/USDT": SymbolState.TRAINING,
     }
     assert [c.trigger for c in rig.events.of(CoverageChecked)] == ["startup"]
+
+
+def test_a_universe_refresh_before_the_store_answered_says_it_was_skipped(
+    rig: CoverageRig,
+) -> None:
+    result = rig.ref.ask(RefreshUniverse())
+    assert not result.ok and result.detail.startswith("skipped: the model store has not answered")
+    rig.ref.tell(ModelsUpdated(version=None, symbols=(), models={}))
+    result = rig.ref.ask(RefreshUniverse())
+    assert result == CommandResult(ok=True, detail="universe refreshed and evaluated: 3 symbols")
 
 
 def test_coverage_with_models_on_disk_trains_nothing(rig: CoverageRig, tmp_path: Path) -> None:

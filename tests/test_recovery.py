@@ -440,6 +440,29 @@ def test_a_failed_publish_keeps_the_models_in_use(
     assert attempts[-1].outcome == "failed" and "cannot publish" in (attempts[-1].error or "")
 
 
+def test_a_publish_the_store_never_answers_fails_the_training_with_a_reason(
+    bots: list[Bot], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A lost reply left the trainer waiting for ever and its symbol TRAINING."""
+    from actors.model_store import ModelStoreActor
+    from actors.trainer import PUBLISH_REPLY_S
+
+    monkeypatch.setattr(ModelStoreActor, "_publish", lambda self, message: None)  # lost
+    bot = Bot(tmp_path, ["BTC/USDT"])
+    bots.append(bot)
+    bot.start()  # BTC trains at once: the fit finishes, the publish is sent, nobody answers
+    assert [t.symbol for t in bot.events.of(TrainerStarted)] == ["BTC/USDT"]
+    assert bot.events.of(TrainerFinished) == []
+    assert records(bot)["BTC/USDT"].state is SymbolState.TRAINING
+    bot.run(PUBLISH_REPLY_S + 5)
+    [finished] = bot.events.of(TrainerFinished)
+    assert not finished.ok
+    assert finished.detail == "the model store did not answer the publish within 120 s"
+    btc = records(bot)["BTC/USDT"]
+    assert btc.state is SymbolState.RETRY_WAIT and btc.next_attempt_at is not None  # backs off
+    assert bot.system.trainers.symbols() == []
+
+
 def test_staging_folders_left_by_a_killed_process_are_removed_at_start(
     bots: list[Bot], tmp_path: Path
 ) -> None:
