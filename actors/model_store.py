@@ -40,6 +40,7 @@ from actors.messages import (
     ReloadTrigger,
     Subscribe,
 )
+from core.text import plural
 from models import artifacts
 from models.artifacts import ArtifactError, LoadedModel
 from storage.db import ModelVersionRow, ModelVersions, StorageError
@@ -96,13 +97,13 @@ class ModelStoreActor(BaseActor):
         return None
 
     def _reload_result(self, errors: list[ArtifactError]) -> CommandResult:
-        served = _count(len(self.models), "model")
+        served = plural(len(self.models), "model")
         newest = f", newest {self.version}" if self.version else ""
         if not errors:
             return CommandResult(ok=True, detail=f"reloaded: {served}{newest}")
         return CommandResult(
             ok=False,
-            detail=f"reloaded with {_count(len(errors), 'version')} refused "
+            detail=f"reloaded with {plural(len(errors), 'version')} refused "
             f"({'; '.join(str(e) for e in errors)}): serving {served}{newest}",
         )
 
@@ -226,7 +227,3 @@ class ModelStoreActor(BaseActor):
 
     def _current(self, changed: tuple[str, ...] | Any) -> ModelsUpdated:
         return ModelsUpdated(version=self.version, symbols=tuple(changed), models=dict(self.models))
-
-
-def _count(n: int, word: str) -> str:
-    return f"{n} {word}{'' if n == 1 else 's'}"

@@ -10,7 +10,7 @@ Accepts:
   are not ACTIVE produce no signal and no entry; their open positions keep their
   stop loss. The trader never waits on a REST call for candles.
 - `HeartbeatTick` (every heartbeat_s): logs
-  `Bot heartbeat: X active symbols, Y blocked, Z open positions`.
+  `Bot heartbeat: X active symbols, Y blocked, Z open positions` (`1 open position`).
 - `HealthTick` (every health_s): checks the exchange answers, fetching the balances
   outside the mailbox (`BalancesFetched`): a stalled exchange never holds up a
   message. Balances are fetched so after a start and after each fill too, and
@@ -73,10 +73,11 @@ from actors.messages import (
     TradeTick,
 )
 from config.settings import TradingSettings
+from core.text import plural
 from core.timefmt import format_utc
 from core.timeframes import timeframe_s
 from exchange.port import ExchangePort
-from exchange.types import ExchangeError, Order, OrderRejected, OrderRequest, Side
+from exchange.types import ExchangeError, Order, OrderRejected, OrderRequest, OrderStatus, Side
 from execution.reconcile import reconcile, record_order
 from models.artifacts import LoadedModel
 from models.features import LOOKBACK_BARS, latest_features
@@ -212,7 +213,7 @@ class TraderActor(BaseActor):
                 results = [self._close(s) for s in sorted(self.positions)]
                 closed = sum(r.ok for r in results)
                 return CommandResult(
-                    ok=all(r.ok for r in results), detail=f"closed {closed} positions"
+                    ok=all(r.ok for r in results), detail=f"closed {plural(closed, 'position')}"
                 )
             case GetTraderStatus():
                 return self._status()
@@ -264,7 +265,7 @@ class TraderActor(BaseActor):
             self._timers.append(due)  # cancelled if the trader stops first
             self.log.info(
                 "No orders until %s is looked up again at %s",
-                _count(report.in_flight, "order in flight", "orders in flight"),
+                plural(report.in_flight, "order in flight", "orders in flight"),
                 format_utc(report.retry_at, seconds=True),
             )
             return False
@@ -321,7 +322,7 @@ class TraderActor(BaseActor):
                 ]
                 self.log.info(
                     "Candle not decided yet for %s: waiting for the first %s since the start",
-                    _count(len(self.positions), "open position"),
+                    plural(len(self.positions), "open position"),
                     " and ".join(waiting),
                 )
             return
@@ -338,7 +339,7 @@ class TraderActor(BaseActor):
         if not _delivered(self.market_data, ask):
             self.log.warning(
                 "Market data is not running (being restarted?): %s not decided this candle",
-                _count(len(symbols), "symbol"),
+                plural(len(symbols), "symbol"),
             )
             return
         if tick_id:
@@ -507,6 +508,9 @@ class TraderActor(BaseActor):
             order.fee_quote,
             self.quote,
         )
+        partial = partial_fill_note(order)
+        if partial:
+            self.log.warning("%s", partial)
         self.publish(
             OrderPlaced(
                 at=now,
@@ -543,10 +547,10 @@ class TraderActor(BaseActor):
         blocked = sum(is_blocked(st) for st in self.states.values())
         positions = len(self.positions)
         self.log.info(
-            "Bot heartbeat: %d active symbols, %d blocked, %d open positions",
-            active,
+            "Bot heartbeat: %s, %d blocked, %s",
+            plural(active, "active symbol"),
             blocked,
-            positions,
+            plural(positions, "open position"),
         )
         self.publish(
             Heartbeat(at=self.clock.now(), active=active, blocked=blocked, open_positions=positions)
@@ -591,7 +595,7 @@ class TraderActor(BaseActor):
             self.exchange.name,
             self._equity(message.balances),
             self.quote,
-            _count(len(self.positions), "open position"),
+            plural(len(self.positions), "open position"),
         )
 
     def _equity(self, balances: dict[str, Any] | None = None) -> float:
@@ -615,11 +619,6 @@ class TraderActor(BaseActor):
             orders_placed=self.orders_placed,
             last_tick_at=self.last_tick_at,
         )
-
-
-def _count(n: int, word: str, words: str | None = None) -> str:
-    """`1 open position`, `2 open positions`."""
-    return f"{n} {word if n == 1 else (words or word + 's')}"
 
 
 def _delivered(mailbox: Mailbox, message: Any) -> bool:
@@ -650,3 +649,18 @@ def missing_lines(missing: dict[str, str], named: int = 5) -> list[str]:
         more = f" and {len(symbols) - named} more" if len(symbols) > named else ""
         lines.append(f"{len(symbols)} symbols ({shown}{more}): no market data this candle: {why}")
     return lines
+
+
+def partial_fill_note(order: Order) -> str | None:
+    """The log line saying an order filled only in part (None when it filled in full)."""
+    if order.amount <= 0 or order.filled >= order.amount * (1 - 1e-9):
+        return None
+    rest = (
+        "the rest stays open on the exchange"
+        if order.status is OrderStatus.OPEN
+        else "the rest will not fill (expired or canceled)"
+    )
+    return (
+        f"{order.symbol}: order {order.client_order_id} filled only {order.filled:.8g} of "
+        f"{order.amount:.8g} (partial fill, {100 * order.filled / order.amount:.0f}%); {rest}"
+    )

@@ -32,6 +32,7 @@ from typing import Any
 
 import msgspec
 
+from core.text import plural
 from exchange.types import Order, OrderStatus, Side
 from policy.risk import Position
 from storage.ledger import (
@@ -220,8 +221,6 @@ def check_position(
     )
 
 
-
-
 class ReconcileReport(msgspec.Struct):
     resolved: dict[str, int] = {}  # outcome -> count, for orders that were NEW or SENT
     refreshed: int = 0  # resting orders whose state or fill moved
@@ -237,16 +236,12 @@ class ReconcileReport(msgspec.Struct):
         order = ("filled", "partial", "open", "canceled", "rejected", NEVER_SENT)
         parts = [f"{self.resolved[k]} {k}" for k in order if self.resolved.get(k)]
         detail = f" ({', '.join(parts)})" if parts else ""
-        text = f"Reconciled with {exchange}: {_plural(n, 'order')} resolved{detail}"
+        text = f"Reconciled with {exchange}: {plural(n, 'order')} resolved{detail}"
         if self.open_orders:
-            text += f", {_plural(self.open_orders, 'open order')}"
+            text += f", {plural(self.open_orders, 'open order')}"
         if self.in_flight:
-            text += f", {_plural(self.in_flight, 'order')} maybe still in flight"
+            text += f", {plural(self.in_flight, 'order')} maybe still in flight"
         return (
-            f"{text}, {_plural(self.positions, 'position')}, "
-            f"{_plural(len(self.mismatches), 'mismatch', 'mismatches')}"
+            f"{text}, {plural(self.positions, 'position')}, "
+            f"{plural(len(self.mismatches), 'mismatch', 'mismatches')}"
         )
-
-
-def _plural(n: int, word: str, words: str | None = None) -> str:
-    return f"{n} {word if n == 1 else (words or word + 's')}"

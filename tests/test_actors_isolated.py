@@ -309,7 +309,7 @@ def test_trader_signals_and_orders_only_for_active_symbols(
     row = ledger.get(orders[0].client_order_id)
     assert row is not None and row.state is OrderState.FILLED
     assert exchange.fetch_order("BTC/USDT", orders[0].client_order_id) is not None
-    assert "Bot heartbeat: 1 active symbols, 1 blocked, 1 open positions" in caplog.text
+    assert "Bot heartbeat: 1 active symbol, 1 blocked, 1 open position" in caplog.text
 
 
 def test_paused_trader_makes_no_entries(
