@@ -33,7 +33,7 @@ from typing import Any, TypeVar
 import pykka
 
 from actors.clock import Clock, Mailbox
-from actors.messages import ActorDied, Event, Ping, Tick
+from actors.messages import ActorDied, BackgroundFailed, Event, Ping, Tick
 
 log = logging.getLogger("tradeactors")
 
@@ -295,6 +295,8 @@ class BaseActor(pykka.ThreadingActor):
         """Runs in the actor's thread on an orderly stop."""
 
     def receive(self, message: Any) -> Any:
+        if isinstance(message, BackgroundFailed):
+            raise RuntimeError(f"{self.name}: work outside the mailbox failed: {message.error}")
         self.log.warning("%s: unexpected message %s", self.name, type(message).__name__)
         return None
 
@@ -318,11 +320,14 @@ class BaseActor(pykka.ThreadingActor):
     def run_outside(
         self,
         work: Callable[[], T],
-        done: Callable[[T | None, Exception | None], Any],
+        done: Callable[[T], Any],
+        expected: type[Exception] | tuple[type[Exception], ...] = (),
     ) -> None:
         """Run `work` in a thread of its own, not on this mailbox (exchange I/O that messages
-        must not wait behind); `done(result, error)` is then told to this actor. Counted as
-        background work, so `Runtime.wait_quiet` waits for it."""
+        must not wait behind); `done(result)` is then told to this actor. An `expected`
+        exception is told as `done(exception)`; any other (a bug) as `BackgroundFailed`,
+        on which the actor crashes. Counted as background work, so `Runtime.wait_quiet`
+        waits for it."""
         me, log, name = self.actor_ref, self.log, self.name
         background = self.runtime.background
         background.begin()
@@ -330,10 +335,12 @@ class BaseActor(pykka.ThreadingActor):
         def run() -> None:
             try:
                 try:
-                    result, error = work(), None
-                except Exception as exc:  # handed to the actor, which decides what it means
-                    result, error = None, exc
-                me.tell(done(result, error))
+                    message = done(work())
+                except expected as exc:
+                    message = done(exc)  # type: ignore[arg-type]
+                except Exception as exc:
+                    message = BackgroundFailed(error=f"{type(exc).__name__}: {exc}")
+                me.tell(message)
             except pykka.ActorDeadError:
                 log.info("%s: stopped before its background work finished", name)
             finally:

@@ -16,6 +16,13 @@ Accepts:
 - `GetSymbols` (ask): reply `SymbolStates`.
 - `Subscribe`: the subscriber gets `SymbolStates` now and after every change.
 
+Exchange lookups (the universe's markets and tickers, the history start of each
+symbol not seen yet) run outside the mailbox (`BaseActor.run_outside`, on the
+downloads client): the evaluation that needs them follows when `UniverseFetched`
+comes back, so a slow exchange never holds up a `GetSymbols` or a `Subscribe`
+(the trader's first snapshot after a restart). Only an operator's
+`RefreshUniverse` waits for the exchange, to answer what happened.
+
 Sends: `SymbolStates` to subscribers, `Subscribe` to the store, events
 (`SymbolTransition`, `CoverageChecked`, `UniverseRefreshed`) on the topic, and
 starts trainers through the `TrainerDirectory` (never two for one symbol).
@@ -29,7 +36,7 @@ running by a previous process (its trainer is gone) is closed as abandoned.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import msgspec
@@ -52,12 +59,13 @@ from actors.messages import (
     TrainingFailed,
     TrainingSucceeded,
     UnblockSymbol,
+    UniverseFetched,
     UniverseRefreshed,
     UniverseTick,
 )
 from config.settings import CoverageSettings, TrainingSettings, UniverseSettings
 from exchange.port import ExchangePort
-from exchange.types import ExchangeError
+from exchange.types import ExchangeError, TransientExchangeError
 from policy import cadence, lifecycle
 from policy.lifecycle import (
     Facts,
@@ -113,6 +121,7 @@ class CoverageActor(BaseActor):
         self.universe_failed = False  # the last refresh failed: retry on every coverage tick
         self.last_check_at: float | None = None
         self.checks = 0
+        self.looking_up = False  # a lookup runs outside the mailbox: no second one meanwhile
 
     # --- lifecycle ------------------------------------------------------------------
 
@@ -134,8 +143,10 @@ class CoverageActor(BaseActor):
                 self._on_coverage_tick()
             case UniverseTick():
                 if self.models_known:
-                    self._refresh_universe()
-                    self._evaluate_all(CoverageTrigger.UNIVERSE)
+                    self._look_up(CoverageTrigger.UNIVERSE, refresh=True)
+            case UniverseFetched():
+                self.looking_up = False
+                self._on_fetched(message)
             case RefreshUniverse():
                 return self._admin_refresh()
             case ModelsUpdated():
@@ -221,9 +232,16 @@ class CoverageActor(BaseActor):
                 self.settings.interval_s,
             )
             return
-        if self.universe_failed:  # e.g. the exchange was down at start: do not wait an hour
-            self._refresh_universe()
-        self._evaluate_all(CoverageTrigger.TICK)
+        if self.looking_up:  # the evaluation that follows the lookup in flight stands for it
+            self.log.debug("Coverage check skipped: a lookup on the exchange is in flight")
+            return
+        # the exchange was down at the last refresh: do not wait an hour; a symbol whose
+        # history start is unknown: look it up again
+        refresh = self.universe_failed
+        if refresh or self._starts_unknown():
+            self._look_up(CoverageTrigger.TICK, refresh=refresh)
+        else:
+            self._evaluate_all(CoverageTrigger.TICK)
 
     def _on_models(self, message: ModelsUpdated) -> None:
         now = self.clock.now()
@@ -254,8 +272,7 @@ class CoverageActor(BaseActor):
                 self._save(self.records[symbol])
         if not self.models_known:
             self.models_known = True
-            self._refresh_universe()
-            self._evaluate_all(CoverageTrigger.STARTUP)
+            self._look_up(CoverageTrigger.STARTUP, refresh=True)
         else:
             for symbol, _ in lost:  # decide at once (retrain) rather than at the next tick
                 self._apply(symbol, lifecycle.Evaluate(self._facts(symbol)))
@@ -273,7 +290,7 @@ class CoverageActor(BaseActor):
     # --- the work --------------------------------------------------------------------
 
     def _admin_refresh(self) -> CommandResult:
-        """An operator's refresh, and what really happened."""
+        """An operator's refresh, waited for in the handler, and what really happened."""
         if not self.models_known:
             return CommandResult(
                 ok=False,
@@ -281,13 +298,14 @@ class CoverageActor(BaseActor):
                 "refreshed as soon as it has)",
             )
         before = set(self.universe)
-        error = self._refresh_universe()
-        if error is not None:
+        fetched = self._lookup_job(CoverageTrigger.UNIVERSE, refresh=True)()
+        self._on_fetched(fetched)
+        if fetched.error is not None:
             return CommandResult(
                 ok=False,
-                detail=f"universe refresh failed, kept {len(self.universe)} symbols: {error}",
+                detail=f"universe refresh failed, kept {len(self.universe)} symbols: "
+                f"{fetched.error}",
             )
-        self._evaluate_all(CoverageTrigger.UNIVERSE)
         added, removed = sorted(self.universe - before), sorted(before - self.universe)
         changes = "".join(
             f", {word} {', '.join(names)}"
@@ -299,34 +317,90 @@ class CoverageActor(BaseActor):
             detail=f"universe refreshed and evaluated: {len(self.records)} symbols{changes}",
         )
 
-    def _refresh_universe(self) -> str | None:
-        """Refresh the universe; None, or why it failed (the universe is kept)."""
-        settings = self.universe_settings
-        try:
-            markets = self.exchange.load_markets()
-            tickers = self.exchange.fetch_tickers() if settings.mode == "auto" else {}
-        except ExchangeError as exc:
-            self.universe_failed = True
-            self.log.warning(
-                "Universe refresh failed, keeping %d symbols; retrying at the next coverage "
-                "check (every %ds): %s",
-                len(self.universe),
-                self.settings.interval_s,
-                exc,
+    def _starts_unknown(self) -> bool:
+        return any(symbol not in self.listed_at for symbol in self.universe)
+
+    def _look_up(self, trigger: CoverageTrigger, refresh: bool) -> None:
+        """Ask the exchange outside the mailbox; the evaluation follows on `UniverseFetched`."""
+        if self.looking_up:
+            self.log.info("Coverage check (%s) skipped: the last lookup is still running", trigger)
+            return
+        self.looking_up = True
+        job = self._lookup_job(trigger, refresh)
+        self.run_outside(job, lambda fetched: fetched)
+
+    def _lookup_job(self, trigger: CoverageTrigger, refresh: bool) -> Callable[[], UniverseFetched]:
+        """A job (touching no actor state) fetching the universe if `refresh`, then the
+        history start of every universe symbol whose listing is not known yet."""
+        exchange, settings, quote = self.exchange, self.universe_settings, self.quote
+        universe, known = set(self.universe), set(self.listed_at)
+
+        def job() -> UniverseFetched:
+            error: str | None = None
+            symbols = universe
+            if refresh:
+                try:
+                    markets = exchange.load_markets()
+                    tickers = exchange.fetch_tickers() if settings.mode == "auto" else {}
+                except ExchangeError as exc:
+                    error = str(exc)
+                else:
+                    symbols = set(
+                        select_universe(
+                            markets,
+                            tickers,
+                            quote=quote,
+                            top_n=settings.top_n,
+                            blacklist=settings.blacklist,
+                            static=settings.symbols if settings.mode == "static" else (),
+                        )
+                    )
+            starts: dict[str, int | None] = {}
+            start_errors: dict[str, str] = {}
+            for symbol in sorted(symbols - known):
+                try:
+                    starts[symbol] = exchange.history_start_ms(symbol)
+                except ExchangeError as exc:
+                    start_errors[symbol] = str(exc)
+                    if isinstance(exc, TransientExchangeError):  # not answering: ask the
+                        break  # others at the next check rather than wait on each of them
+            return UniverseFetched(
+                trigger=trigger,
+                refreshed=refresh,
+                universe=tuple(sorted(symbols)),
+                error=error,
+                starts=starts,
+                start_errors=start_errors,
             )
-            return str(exc)
+
+        return job
+
+    def _on_fetched(self, fetched: UniverseFetched) -> None:
+        if fetched.refreshed:
+            if fetched.error is not None:
+                self.universe_failed = True
+                self.log.warning(
+                    "Universe refresh failed, keeping %d symbols; retrying at the next coverage "
+                    "check (every %ds): %s",
+                    len(self.universe),
+                    self.settings.interval_s,
+                    fetched.error,
+                )
+            else:
+                self._apply_universe(set(fetched.universe))
+        for symbol, start_ms in fetched.starts.items():
+            if start_ms is not None:
+                self.listed_at[symbol] = start_ms / 1000
+        for symbol, error in sorted(fetched.start_errors.items()):
+            self.log.warning("%s: cannot read history start: %s", symbol, error)
+        if fetched.error is not None and fetched.trigger is CoverageTrigger.UNIVERSE:
+            return  # a universe check follows a refresh; the next tick evaluates (and retries)
+        self._evaluate_all(fetched.trigger)
+
+    def _apply_universe(self, fresh: set[str]) -> None:
+        settings = self.universe_settings
         self.universe_failed = False
         self.universe_known = True
-        fresh = set(
-            select_universe(
-                markets,
-                tickers,
-                quote=self.quote,
-                top_n=settings.top_n,
-                blacklist=settings.blacklist,
-                static=settings.symbols if settings.mode == "static" else (),
-            )
-        )
         added, removed = sorted(fresh - self.universe), sorted(self.universe - fresh)
         if settings.mode == "static":
             for missing in sorted(set(settings.symbols) - fresh):
@@ -348,7 +422,6 @@ class CoverageActor(BaseActor):
                 at=self.clock.now(), added=tuple(added), removed=tuple(removed), size=len(fresh)
             )
         )
-        return None
 
     def _evaluate_all(self, trigger: CoverageTrigger) -> None:
         now = self.clock.now()
@@ -380,16 +453,9 @@ class CoverageActor(BaseActor):
         )
 
     def _listed_at(self, symbol: str) -> float | None:
-        if symbol not in self.listed_at:
-            try:
-                start_ms = self.exchange.history_start_ms(symbol)
-            except ExchangeError as exc:
-                self.log.warning("%s: cannot read history start: %s", symbol, exc)
-                return None
-            if start_ms is None:
-                return None
-            self.listed_at[symbol] = start_ms / 1000
-        return self.listed_at[symbol]
+        """The symbol's first candle time, if looked up (never asks the exchange here: the
+        lookups run outside the mailbox, and an unknown one is asked at the next check)."""
+        return self.listed_at.get(symbol)
 
     def _apply(self, symbol: str, event: lifecycle.Event) -> Step:
         known = self.records.get(symbol)

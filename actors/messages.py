@@ -71,6 +71,14 @@ class ActorDied(Message, frozen=True):
     during_start: bool = False
 
 
+class BackgroundFailed(Message, frozen=True):
+    """To an actor from its own work outside the mailbox (`BaseActor.run_outside`): it raised
+    something its handler does not expect (a bug). The actor crashes on it, so the
+    supervisor sees it."""
+
+    error: str
+
+
 class StopRequested(Message, frozen=True):
     """To the supervisor: stop every actor in order (a signal, or an admin `shutdown`)."""
 
@@ -101,6 +109,17 @@ class TrainingSucceeded(Message, frozen=True):
 class TrainingFailed(Message, frozen=True):
     symbol: str
     error: str
+
+
+class UniverseFetched(Message, frozen=True):
+    """Coverage, to itself: what a lookup outside its mailbox found on the exchange."""
+
+    trigger: CoverageTrigger  # the evaluation that waits for it
+    refreshed: bool  # the universe was asked for
+    universe: tuple[str, ...]  # the fresh universe (refreshed, no error) or the one it had
+    error: str | None  # why the refresh failed
+    starts: dict[str, int | None]  # symbol -> open time of its first candle (ms)
+    start_errors: dict[str, str]  # symbol -> why its history start is unknown
 
 
 class BlockSymbol(Message, frozen=True):
@@ -222,7 +241,6 @@ class BalancesFetched(Message, frozen=True):
     balances: dict[str, Any] | None  # asset -> exchange.types.Balance; None: failed
     error: str | None = None
     health: bool = False  # the periodic health check (it logs its line)
-    bug: bool = False  # the error is not the exchange's (a bug): the trader crashes on it
 
 
 class ReconcileDue(Message, frozen=True):

@@ -561,25 +561,14 @@ class TraderActor(BaseActor):
         self.balances_seq += 1
         seq = self.balances_seq
 
-        def done(balances: dict[str, Any] | None, error: Exception | None) -> BalancesFetched:
-            bug = error is not None and not isinstance(error, ExchangeError)
-            return BalancesFetched(
-                seq=seq,
-                balances=balances,
-                error=None
-                if error is None
-                else f"{type(error).__name__}: {error}"
-                if bug
-                else str(error),
-                health=health,
-                bug=bug,
-            )
+        def done(got: dict[str, Any] | ExchangeError) -> BalancesFetched:
+            if isinstance(got, ExchangeError):
+                return BalancesFetched(seq=seq, balances=None, error=str(got), health=health)
+            return BalancesFetched(seq=seq, balances=got, health=health)
 
-        self.run_outside(self.exchange.fetch_balances, done)
+        self.run_outside(self.exchange.fetch_balances, done, expected=ExchangeError)
 
     def _on_balances(self, message: BalancesFetched) -> None:
-        if message.bug:  # not the exchange failing: crash here, where the supervisor sees it
-            raise RuntimeError(f"fetching the balances failed: {message.error}")
         if message.balances is not None and message.seq > self.balances_seq_seen:
             self.balances_seq_seen = message.seq
             self.balances = message.balances

@@ -136,6 +136,7 @@ def test_a_universe_refresh_before_the_store_answered_says_it_was_skipped(
     result = rig.ref.ask(RefreshUniverse())
     assert not result.ok and result.detail.startswith("skipped: the model store has not answered")
     rig.ref.tell(ModelsUpdated(version=None, symbols=(), models={}))
+    settle(rig.runtime)  # the startup refresh
     result = rig.ref.ask(RefreshUniverse())
     assert result == CommandResult(ok=True, detail="universe refreshed and evaluated: 3 symbols")
 
