@@ -113,7 +113,9 @@ def build_ccxt_exchange(
         gate.limit = ex.weight_share * 60_000 / orders.rate_limit_ms
         return ExchangeRoles(
             orders=orders,
-            market_data=client("market data", connections=ex.max_in_flight, markets_ttl_s=3600.0),
+            market_data=client(
+                "market data", connections=ex.max_in_flight, markets_ttl_s=3600.0, quiet=True
+            ),
             downloads=client("downloads"),
         )
     except ExchangeError as exc:

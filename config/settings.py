@@ -57,7 +57,7 @@ class ExchangeSettings(_Section, frozen=True, forbid_unknown_fields=True, kw_onl
     # (the next candle does). Well under a candle, so a slow exchange never stalls one.
     deadline_s: Annotated[float, msgspec.Meta(gt=0, le=30)] = 5.0
     # candle requests in flight at once at each close (the market-data client)
-    max_in_flight: Annotated[int, msgspec.Meta(ge=1, le=256)] = 64
+    max_in_flight: Annotated[int, msgspec.Meta(ge=1, le=256)] = 128
     # share of the exchange's request weight limit the bot may use (0.5: 2x headroom)
     weight_share: Annotated[float, msgspec.Meta(gt=0, le=1)] = 0.5
 

@@ -78,6 +78,7 @@ class CcxtConfig(msgspec.Struct, frozen=True, kw_only=True):
     tickers_ttl_s: float = 60.0  # fetch_tickers reuses tickers younger than this
     rate_limit: bool = True  # spend request cost from the gate's weight budget
     connections: int = 1  # requests in flight at once (one ccxt instance each)
+    quiet: bool = False  # retries and give-ups at DEBUG: the caller reports them (market data)
 
 
 class CcxtClient:
@@ -256,8 +257,13 @@ class CcxtClient:
             self.check_auth()
         where = self.where(symbol)
 
+        # the market-data client fails hundreds of symbols at once when the exchange does:
+        # the trader logs one line per reason, so its retries and give-ups are DEBUG
+        level = logging.DEBUG if self.config.quiet else logging.WARNING
+
         def on_retry(exc: BaseException, retry: int, wait: float) -> None:
-            log.warning(
+            log.log(
+                level,
                 "%s: %s failed (%s); retry %d/%d in %.1f s",
                 where,
                 what,
@@ -268,7 +274,8 @@ class CcxtClient:
             )
 
         def give_up(exc: BaseException, stop: GaveUp) -> Exception:
-            log.warning(
+            log.log(
+                level,
                 "%s: %s failed, giving up after %d attempts: %s",
                 where,
                 what,
