@@ -34,22 +34,20 @@ from typing import Any
 import _common
 import msgspec
 import numpy as np
+import pykka
 from _fake_venue import FakeVenue
 
 from actors.base import Runtime, Topic
 from actors.clock import RealClock
-from actors.market_data import MarketDataActor
-from actors.messages import CandlesClosed, ModelsUpdated, SignalProduced, SymbolStates
+from actors.messages import CandlesClosed, SignalProduced
 from actors.trader import TraderActor
 from app.builders import build_ccxt_exchange
 from config.settings import Settings
 from exchange.gate import WEIGHT_PER_UNIT
 from exchange.synthetic import synthetic_specs
-from models.features import LOOKBACK_BARS
-from policy.lifecycle import SymbolRecord, SymbolState
 from storage.ledger import MemoryLedger
 from tests.fake_binance import API_KEY, API_SECRET
-from tests.harness import published_model
+from tests.harness import make_tradable, published_model, start_trader
 
 ANCHOR_MS = int(_common.T0 * 1000)
 BINANCE_LIMIT = 6000  # request weight a minute, spot
@@ -119,37 +117,25 @@ def run(
         gate.monotonic = clock.now
         symbols = [spec.symbol for spec in synthetic_specs(size)]
         decisions, runtime = Decisions(), Runtime()
-        market_data = MarketDataActor.start(
-            clock=clock,
-            exchange=roles.market_data,
-            timeframe="1m",
-            bars=LOOKBACK_BARS + 5,
-            max_in_flight=in_flight,
-            deadline_s=settings.exchange.deadline_s,
-            runtime=runtime,
-        )
-        trader = TimedTrader.start(
+        trader = start_trader(
+            trader_class=TimedTrader,
             decisions=decisions,
             clock=clock,
             exchange=roles.orders,
+            market_exchange=roles.market_data,
+            max_in_flight=in_flight,
+            deadline_s=settings.exchange.deadline_s,
             ledger=MemoryLedger(),
             trading=settings.trading,
-            timeframe="1m",
             heartbeat_s=10**6,
             health_s=10**6,
-            quote="USDT",
             store=_Sink(),
             coverage=_Sink(),
-            market_data=market_data,
             events=Topic({"probe": decisions}),
             runtime=runtime,
         )
         try:
-            trader.tell(
-                ModelsUpdated(version="v", symbols=(), models=dict.fromkeys(symbols, model))
-            )
-            states = tuple(SymbolRecord(symbol=s, state=SymbolState.ACTIVE) for s in symbols)
-            trader.tell(SymbolStates(records=states))  # decided at once: the first candle
+            make_tradable(trader, dict.fromkeys(symbols, model))  # decided at once: the backfill
             # the first close after the start, in wall time: spend measured from just before it
             now_clock = clock.now()
             first_close = (now_clock // 60 + 1) * 60
@@ -159,8 +145,7 @@ def run(
             time.sleep(candles * candle_wall)  # to just before the close after the last one
             spent = gate.total - spent_before  # the requests of `candles` closes
         finally:
-            trader.stop()
-            market_data.stop()
+            pykka.ActorRegistry.stop_all()  # the trader and its market-data actor
             clock.stop()
             for client in roles.distinct():
                 client.close()

@@ -30,21 +30,18 @@ from typing import Any
 
 import _common
 import numpy as np
+import pykka
 
 from actors.base import Runtime, Topic
 from actors.clock import VirtualClock
-from actors.market_data import MarketDataActor
-from actors.messages import ModelsUpdated, SymbolStates
-from actors.trader import TraderActor
 from app.builders import build_paper_exchange
 from config.settings import TradingSettings
 from exchange.synthetic import SyntheticMarket
 from models import artifacts
-from models.features import LOOKBACK_BARS
 from models.pool import TrainingPool
 from models.training import TrainJob, TrainParams, run_training
-from policy.lifecycle import SymbolRecord, SymbolState
 from storage.ledger import MemoryLedger
+from tests.harness import make_tradable, start_trader
 
 SYMBOLS = ["BTC/USDT", "ETH/USDT", "SOL/USDT", "XRP/USDT", "ADA/USDT", "LINK/USDT"]
 DAY_MS = 86_400_000
@@ -77,32 +74,20 @@ class Rig:
             manifest = artifacts.publish(models_dir, staging)
             models[symbol] = artifacts.load_version(models_dir / manifest.version)
         self.runtime = Runtime()
-        market_data = MarketDataActor.start(
-            clock=self.clock,
-            exchange=exchange,
-            timeframe="1m",
-            bars=LOOKBACK_BARS + 5,
-            runtime=self.runtime,
-        )
-        self.ref = TraderActor.start(
+        self.ref = start_trader(
             clock=self.clock,
             exchange=exchange,
             ledger=MemoryLedger(),
             trading=TradingSettings(),
-            timeframe="1m",
-            heartbeat_s=10**9,
-            health_s=10**9,
-            quote="USDT",
             store=_Sink(),
             coverage=_Sink(),
-            market_data=market_data,
             events=Topic(),
             runtime=self.runtime,
+            heartbeat_s=10**9,
+            health_s=10**9,
         )
-        self.market_data = market_data
-        self.ref.tell(ModelsUpdated(version="v", symbols=tuple(models), models=models))
-        records = tuple(SymbolRecord(symbol=s, state=SymbolState.ACTIVE) for s in symbols)
-        self.ref.ask(SymbolStates(records=records))
+        make_tradable(self.ref, models)
+        self.runtime.wait_quiet()
 
     def tick(self) -> float:
         start = time.perf_counter()
@@ -117,8 +102,7 @@ class Rig:
         return samples
 
     def stop(self) -> None:
-        self.ref.stop()
-        self.market_data.stop()
+        pykka.ActorRegistry.stop_all()  # the trader and its market-data actor
 
 
 def jobs(rig: Rig, count: int, days: float, models_dir: Path) -> list[TrainJob]:

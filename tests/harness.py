@@ -161,10 +161,13 @@ def start_trader(
     max_in_flight: int = 1,
     deadline_s: float | None = None,
     market_exchange: Any = None,
+    trader_class: Any = None,
+    **trader_options: Any,
 ) -> pykka.ActorRef[Any]:
     """A TraderActor on 1m candles and the MarketDataActor it asks for them, both on `runtime`
-    (stopped by the autouse fixture at the end of the test). `market_exchange`: the
-    market-data role's client (default: `exchange`, as with paper)."""
+    (stopped by the autouse fixture at the end of a test; a benchmark stops them). Options:
+    `market_exchange`, the market-data role's client (default: `exchange`, as with paper);
+    `trader_class`, a TraderActor subclass built with `trader_options` besides."""
     from actors.market_data import MarketDataActor
     from actors.trader import TraderActor
     from models.features import LOOKBACK_BARS
@@ -179,7 +182,7 @@ def start_trader(
         events=events,
         runtime=runtime,
     )
-    return TraderActor.start(
+    return (trader_class or TraderActor).start(
         clock=clock,
         exchange=exchange,
         ledger=ledger,
@@ -193,7 +196,19 @@ def start_trader(
         market_data=market_data,
         events=events,
         runtime=runtime,
+        **trader_options,
     )
+
+
+def make_tradable(trader: Any, models: dict[str, Any]) -> None:
+    """Tell the trader that each symbol of `models` is ACTIVE with that model (what the store
+    and coverage would)."""
+    from actors.messages import ModelsUpdated, SymbolStates
+    from policy.lifecycle import SymbolRecord, SymbolState
+
+    trader.tell(ModelsUpdated(version="v", symbols=(), models=dict(models)))
+    records = tuple(SymbolRecord(symbol=s, state=SymbolState.ACTIVE) for s in sorted(models))
+    trader.tell(SymbolStates(records=records))
 
 
 def stage_model(models_dir: Path, symbol: str, trained_at: float = T0, seed: int = 1) -> Path:

@@ -16,9 +16,7 @@ from actors.market_data import MarketDataActor
 from actors.messages import (
     CandlesClosed,
     FetchCandles,
-    ModelsUpdated,
     SignalProduced,
-    SymbolStates,
 )
 from actors.trader import missing_lines
 from app.builders import build_paper_exchange
@@ -28,9 +26,16 @@ from exchange.candle_feed import CandleFeed, Request, ending_at, merge, plan
 from exchange.paper import PaperExchange
 from exchange.synthetic import SyntheticMarket
 from exchange.types import Candle, TransientExchangeError
-from policy.lifecycle import SymbolRecord, SymbolState
 from storage.ledger import MemoryLedger
-from tests.harness import T0, Recorder, new_clock, published_model, settle, start_trader
+from tests.harness import (
+    T0,
+    Recorder,
+    make_tradable,
+    new_clock,
+    published_model,
+    settle,
+    start_trader,
+)
 
 M = MINUTE_MS
 KLINES = "/api/v3/klines"
@@ -206,8 +211,7 @@ def test_the_trader_decides_from_candles_closed_and_never_fetches_candles(
         runtime=runtime,
     )
     model = published_model(tmp_path, "BTC/USDT")
-    trader.tell(ModelsUpdated(version=model.version, symbols=(), models={"BTC/USDT": model}))
-    trader.tell(SymbolStates(records=(SymbolRecord(symbol="BTC/USDT", state=SymbolState.ACTIVE),)))
+    make_tradable(trader, {"BTC/USDT": model})
     settle(runtime)
     clock.advance(150)  # two closes (T0+3660, +3720), each decided 2 s after it
     settle(runtime)
@@ -269,12 +273,7 @@ def test_a_ban_fails_the_candle_at_once_with_its_end_and_the_next_candle_repairs
             runtime=runtime,
         )
         model = published_model(tmp_path, "BTC/USDT")
-        trader.tell(ModelsUpdated(version="v", symbols=(), models=dict.fromkeys(symbols, model)))
-        trader.tell(
-            SymbolStates(
-                records=tuple(SymbolRecord(symbol=s, state=SymbolState.ACTIVE) for s in symbols)
-            )
-        )
+        make_tradable(trader, dict.fromkeys(symbols, model))
         settle(runtime)
         assert len(events.of(SignalProduced)) == 2  # both decided on the last closed candle
         clock.advance(32)  # the next close (T0+3660), decided 2 s after it

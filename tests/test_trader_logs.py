@@ -8,16 +8,23 @@ from pathlib import Path
 import pytest
 
 from actors.base import Runtime, Topic
-from actors.messages import ModelsUpdated, OrderPlaced, SymbolStates
+from actors.messages import OrderPlaced
 from actors.trader import partial_fill_note
 from app.builders import build_paper_exchange
 from config.settings import TradingSettings
 from core.text import plural
 from exchange.synthetic import SyntheticMarket
 from exchange.types import Order, OrderStatus, Side
-from policy.lifecycle import SymbolRecord, SymbolState
 from storage.ledger import MemoryLedger
-from tests.harness import T0, Recorder, new_clock, published_model, settle, start_trader
+from tests.harness import (
+    T0,
+    Recorder,
+    make_tradable,
+    new_clock,
+    published_model,
+    settle,
+    start_trader,
+)
 
 
 def order(filled: float, status: OrderStatus) -> Order:
@@ -92,10 +99,7 @@ def test_a_partial_market_fill_through_ccxt_says_partial_in_the_trader_log(
         )
         fake.partial_fill_next(0.5)
         model = published_model(tmp_path, "BTC/USDT")
-        trader.tell(ModelsUpdated(version="v", symbols=(), models={"BTC/USDT": model}))
-        trader.tell(
-            SymbolStates(records=(SymbolRecord(symbol="BTC/USDT", state=SymbolState.ACTIVE),))
-        )
+        make_tradable(trader, {"BTC/USDT": model})
         settle(runtime)
         orders.close()
     [placed] = events.of(OrderPlaced)
