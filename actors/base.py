@@ -4,6 +4,10 @@
   `started()` or in a handler is reported to the supervisor as `ActorDied`
   (pykka itself calls no `on_failure` for an exception in `on_start`), and every
   handled `Tick` is acknowledged to the clock so the clock may deliver the next.
+  An exception while answering an `ask` ends the same way (pykka would only hand
+  it back to the caller and keep the actor running, unseen by the supervisor): it
+  is logged as an error naming the actor, the caller still gets it, and the actor
+  stops and is restarted, which counts toward the restart limit.
 - `Address` is a stable name for an actor whose incarnation may change when the
   supervisor restarts it; collaborators hold addresses, never raw refs.
 - `Topic` fans events out to subscribers (admin `watch`, the invariant monitor,
@@ -24,14 +28,16 @@ import time
 from collections.abc import Callable
 from contextlib import suppress
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import pykka
 
 from actors.clock import Clock, Mailbox
-from actors.messages import ActorDied, Event, Ping, Tick
+from actors.messages import ActorDied, BackgroundFailed, Event, Ping, Tick
 
 log = logging.getLogger("tradeactors")
+
+T = TypeVar("T")
 
 
 class BackgroundWork:
@@ -276,6 +282,8 @@ class BaseActor(pykka.ThreadingActor):
         self.runtime = runtime or Runtime()
         self.log = logging.getLogger(f"tradeactors.{name.split(':')[0]}")
         self._timers: list[int] = []
+        self._holding_tick = False
+        self._death_reported = False
         self._handled = self.runtime.join(self.actor_ref)
 
     # --- hooks for subclasses ---------------------------------------------------
@@ -287,6 +295,8 @@ class BaseActor(pykka.ThreadingActor):
         """Runs in the actor's thread on an orderly stop."""
 
     def receive(self, message: Any) -> Any:
+        if isinstance(message, BackgroundFailed):
+            raise RuntimeError(f"{self.name}: work outside the mailbox failed: {message.error}")
         self.log.warning("%s: unexpected message %s", self.name, type(message).__name__)
         return None
 
@@ -306,6 +316,37 @@ class BaseActor(pykka.ThreadingActor):
 
     def publish(self, event: Event) -> None:
         self.events.publish(event)
+
+    def run_outside(
+        self,
+        work: Callable[[], T],
+        done: Callable[[T], Any],
+        expected: type[Exception] | tuple[type[Exception], ...] = (),
+    ) -> None:
+        """Run `work` in a thread of its own, not on this mailbox (exchange I/O that messages
+        must not wait behind); `done(result)` is then told to this actor. An `expected`
+        exception is told as `done(exception)`; any other (a bug) as `BackgroundFailed`,
+        on which the actor crashes. Counted as background work, so `Runtime.wait_quiet`
+        waits for it."""
+        me, log, name = self.actor_ref, self.log, self.name
+        background = self.runtime.background
+        background.begin()
+
+        def run() -> None:
+            try:
+                try:
+                    message = done(work())
+                except expected as exc:
+                    message = done(exc)  # type: ignore[arg-type]
+                except Exception as exc:
+                    message = BackgroundFailed(error=f"{type(exc).__name__}: {exc}")
+                me.tell(message)
+            except pykka.ActorDeadError:
+                log.info("%s: stopped before its background work finished", name)
+            finally:
+                background.end()
+
+        threading.Thread(target=run, name=f"{name}-io", daemon=True).start()
 
     # --- pykka hooks ------------------------------------------------------------------
 
@@ -333,22 +374,57 @@ class BaseActor(pykka.ThreadingActor):
         self.runtime.leave(self._handled)
         self._report_death(exception_value, during_start=False)
 
+    def _report_death(self, exc: BaseException | None, during_start: bool) -> None:
+        if self._death_reported:  # already reported by _handler_failed
+            return
+        self._death_reported = True
+        if self.supervisor is not None:
+            error = f"{type(exc).__name__}: {exc}" if exc else "unknown error"
+            self.supervisor.tell(ActorDied(name=self.name, error=error, during_start=during_start))
+
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, Ping):
             return None
         self._handled[0] += 1
+        self._holding_tick = False
         try:
             return self.receive(message)
+        except Exception as exc:
+            self._handler_failed(exc, message)
+            raise  # to the caller of an ask; a told message's failure pykka logs too
         finally:
-            if isinstance(message, Tick):
+            if isinstance(message, Tick) and not self._holding_tick:
                 self.clock.tick_handled(message.timer_id)
+
+    def _handler_failed(self, exc: Exception, message: Any) -> None:
+        """A handler raised: log it, report it, and stop now (no further message is handled
+        by an actor in an unknown state); the supervisor restarts it within its limit.
+        For a told message pykka then calls `on_failure` again: it acts once."""
+        self.log.error(
+            "%s failed handling %s: %s: %s",
+            self.name,
+            type(message).__name__,
+            type(exc).__name__,
+            exc,
+            exc_info=exc,
+        )
+        self.on_failure(type(exc), exc, exc.__traceback__)
+        pykka.ActorRegistry.unregister(self.actor_ref)
+        self.actor_stopped.set()
+
+    def hold_tick(self) -> None:
+        """From a Tick's handler: the tick stays unhandled after the handler returns, until
+        `release_tick(its timer_id)`: work the tick started elsewhere (another actor's reply)
+        counts as part of handling it. Meanwhile its timer fires no further tick (a late
+        reply skips a tick rather than piling them up) and a VirtualClock does not move
+        past it (a test or simulation sees the whole of it before time moves on)."""
+        self._holding_tick = True
+
+    def release_tick(self, timer_id: int) -> None:
+        """The work of a held tick is done (unknown or cancelled timers are ignored)."""
+        self.clock.tick_handled(timer_id)
 
     def _cancel_timers(self) -> None:
         for timer_id in self._timers:
             self.clock.cancel(timer_id)
         self._timers.clear()
-
-    def _report_death(self, exc: BaseException | None, during_start: bool) -> None:
-        if self.supervisor is not None:
-            error = f"{type(exc).__name__}: {exc}" if exc else "unknown error"
-            self.supervisor.tell(ActorDied(name=self.name, error=error, during_start=during_start))

@@ -5,7 +5,9 @@ Accepts:
   symbol. Gated: an evaluation less than interval_s after the previous one is
   skipped, whoever sent the tick.
 - `UniverseTick` (its own timer, every universe.refresh_s) and `RefreshUniverse`
-  (admin): refresh the universe, then evaluate.
+  (admin): refresh the universe, then evaluate. `RefreshUniverse` replies a
+  `CommandResult` saying what happened: refreshed (with the changes), failed (why),
+  or skipped (the model store has not answered yet).
 - `ModelsUpdated` (model store): symbols a published model covers become ACTIVE.
   The first one after start (the reply to its `Subscribe`) triggers the startup
   refresh and evaluation, so nothing is trained that a model on disk covers.
@@ -16,6 +18,13 @@ Accepts:
 - `BlockSymbol`, `UnblockSymbol`, `RetrainSymbol` (admin): reply `CommandResult`.
 - `GetSymbols` (ask): reply `SymbolStates`.
 - `Subscribe`: the subscriber gets `SymbolStates` now and after every change.
+
+Exchange lookups (the universe's markets and tickers, the history start of each
+symbol not seen yet) run outside the mailbox (`BaseActor.run_outside`, on the
+downloads client): the evaluation that needs them follows when `UniverseFetched`
+comes back, so a slow exchange never holds up a `GetSymbols` or a `Subscribe`
+(the trader's first snapshot after a restart). Only an operator's
+`RefreshUniverse` waits for the exchange, to answer what happened.
 
 Sends: `SymbolStates` to subscribers, `Subscribe` to the store, events
 (`SymbolTransition`, `CoverageChecked`, `UniverseRefreshed`) on the topic, and
@@ -30,7 +39,7 @@ running by a previous process (its trainer is gone) is closed as abandoned.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import msgspec
@@ -54,6 +63,7 @@ from actors.messages import (
     TrainingRejected,
     TrainingSucceeded,
     UnblockSymbol,
+    UniverseFetched,
     UniverseRefreshed,
     UniverseTick,
 )
@@ -64,7 +74,7 @@ from config.settings import (
     UniverseSettings,
 )
 from exchange.port import ExchangePort
-from exchange.types import ExchangeError
+from exchange.types import ExchangeError, TransientExchangeError
 from policy import cadence, lifecycle
 from policy.lifecycle import (
     Facts,
@@ -122,6 +132,7 @@ class CoverageActor(BaseActor):
         self.universe_failed = False  # the last refresh failed: retry on every coverage tick
         self.last_check_at: float | None = None
         self.checks = 0
+        self.looking_up = False  # a lookup runs outside the mailbox: no second one meanwhile
 
     # --- lifecycle ------------------------------------------------------------------
 
@@ -141,10 +152,14 @@ class CoverageActor(BaseActor):
         match message:
             case CoverageTick():
                 self._on_coverage_tick()
-            case UniverseTick() | RefreshUniverse():
+            case UniverseTick():
                 if self.models_known:
-                    self._refresh_universe()
-                    self._evaluate_all(CoverageTrigger.UNIVERSE)
+                    self._look_up(CoverageTrigger.UNIVERSE, refresh=True)
+            case UniverseFetched():
+                self.looking_up = False
+                self._on_fetched(message)
+            case RefreshUniverse():
+                return self._admin_refresh()
             case ModelsUpdated():
                 self._on_models(message)
             case TrainingSucceeded(symbol=symbol, version=version, fit_seconds=fit_s):
@@ -241,9 +256,16 @@ class CoverageActor(BaseActor):
                 self.settings.interval_s,
             )
             return
-        if self.universe_failed:  # e.g. the exchange was down at start: do not wait an hour
-            self._refresh_universe()
-        self._evaluate_all(CoverageTrigger.TICK)
+        if self.looking_up:  # the evaluation that follows the lookup in flight stands for it
+            self.log.debug("Coverage check skipped: a lookup on the exchange is in flight")
+            return
+        # the exchange was down at the last refresh: do not wait an hour; a symbol whose
+        # history start is unknown: look it up again
+        refresh = self.universe_failed
+        if refresh or self._starts_unknown():
+            self._look_up(CoverageTrigger.TICK, refresh=refresh)
+        else:
+            self._evaluate_all(CoverageTrigger.TICK)
 
     def _on_rejected(self, message: TrainingRejected) -> None:
         now = self.clock.now()
@@ -294,8 +316,7 @@ class CoverageActor(BaseActor):
                 self._save(self.records[symbol])
         if not self.models_known:
             self.models_known = True
-            self._refresh_universe()
-            self._evaluate_all(CoverageTrigger.STARTUP)
+            self._look_up(CoverageTrigger.STARTUP, refresh=True)
         else:
             for symbol, _ in lost:  # decide at once (retrain) rather than at the next tick
                 self._apply(symbol, lifecycle.Evaluate(self._facts(symbol)))
@@ -312,33 +333,118 @@ class CoverageActor(BaseActor):
 
     # --- the work --------------------------------------------------------------------
 
-    def _refresh_universe(self) -> None:
-        settings = self.universe_settings
-        try:
-            markets = self.exchange.load_markets()
-            tickers = self.exchange.fetch_tickers() if settings.mode == "auto" else {}
-        except ExchangeError as exc:
-            self.universe_failed = True
-            self.log.warning(
-                "Universe refresh failed, keeping %d symbols; retrying at the next coverage "
-                "check (every %ds): %s",
-                len(self.universe),
-                self.settings.interval_s,
-                exc,
+    def _admin_refresh(self) -> CommandResult:
+        """An operator's refresh, waited for in the handler, and what really happened."""
+        if not self.models_known:
+            return CommandResult(
+                ok=False,
+                detail="skipped: the model store has not answered yet (the universe is "
+                "refreshed as soon as it has)",
             )
+        before = set(self.universe)
+        fetched = self._lookup_job(CoverageTrigger.UNIVERSE, refresh=True)()
+        self._on_fetched(fetched)
+        if fetched.error is not None:
+            return CommandResult(
+                ok=False,
+                detail=f"universe refresh failed, kept {len(self.universe)} symbols: "
+                f"{fetched.error}",
+            )
+        added, removed = sorted(self.universe - before), sorted(before - self.universe)
+        changes = "".join(
+            f", {word} {', '.join(names)}"
+            for word, names in (("added", added), ("removed", removed))
+            if names
+        )
+        return CommandResult(
+            ok=True,
+            detail=f"universe refreshed and evaluated: {len(self.records)} symbols{changes}",
+        )
+
+    def _starts_unknown(self) -> bool:
+        return any(symbol not in self.listed_at for symbol in self.universe)
+
+    def _look_up(self, trigger: CoverageTrigger, refresh: bool) -> None:
+        """Ask the exchange outside the mailbox; the evaluation follows on `UniverseFetched`."""
+        if self.looking_up:
+            self.log.info("Coverage check (%s) skipped: the last lookup is still running", trigger)
             return
+        self.looking_up = True
+        job = self._lookup_job(trigger, refresh)
+        self.run_outside(job, lambda fetched: fetched)
+
+    def _lookup_job(self, trigger: CoverageTrigger, refresh: bool) -> Callable[[], UniverseFetched]:
+        """A job (touching no actor state) fetching the universe if `refresh`, then the
+        history start of every universe symbol whose listing is not known yet."""
+        exchange, settings, quote = self.exchange, self.universe_settings, self.quote
+        universe, known = set(self.universe), set(self.listed_at)
+
+        def job() -> UniverseFetched:
+            error: str | None = None
+            symbols = universe
+            if refresh:
+                try:
+                    markets = exchange.load_markets()
+                    tickers = exchange.fetch_tickers() if settings.mode == "auto" else {}
+                except ExchangeError as exc:
+                    error = str(exc)
+                else:
+                    symbols = set(
+                        select_universe(
+                            markets,
+                            tickers,
+                            quote=quote,
+                            top_n=settings.top_n,
+                            blacklist=settings.blacklist,
+                            static=settings.symbols if settings.mode == "static" else (),
+                        )
+                    )
+            starts: dict[str, int | None] = {}
+            start_errors: dict[str, str] = {}
+            for symbol in sorted(symbols - known):
+                try:
+                    starts[symbol] = exchange.history_start_ms(symbol)
+                except ExchangeError as exc:
+                    start_errors[symbol] = str(exc)
+                    if isinstance(exc, TransientExchangeError):  # not answering: ask the
+                        break  # others at the next check rather than wait on each of them
+            return UniverseFetched(
+                trigger=trigger,
+                refreshed=refresh,
+                universe=tuple(sorted(symbols)),
+                error=error,
+                starts=starts,
+                start_errors=start_errors,
+            )
+
+        return job
+
+    def _on_fetched(self, fetched: UniverseFetched) -> None:
+        if fetched.refreshed:
+            if fetched.error is not None:
+                self.universe_failed = True
+                self.log.warning(
+                    "Universe refresh failed, keeping %d symbols; retrying at the next coverage "
+                    "check (every %ds): %s",
+                    len(self.universe),
+                    self.settings.interval_s,
+                    fetched.error,
+                )
+            else:
+                self._apply_universe(set(fetched.universe))
+        for symbol, start_ms in fetched.starts.items():
+            if start_ms is not None:
+                self.listed_at[symbol] = start_ms / 1000
+        for symbol, error in sorted(fetched.start_errors.items()):
+            self.log.warning("%s: cannot read history start: %s", symbol, error)
+        if fetched.error is not None and fetched.trigger is CoverageTrigger.UNIVERSE:
+            return  # a universe check follows a refresh; the next tick evaluates (and retries)
+        self._evaluate_all(fetched.trigger)
+
+    def _apply_universe(self, fresh: set[str]) -> None:
+        settings = self.universe_settings
         self.universe_failed = False
         self.universe_known = True
-        fresh = set(
-            select_universe(
-                markets,
-                tickers,
-                quote=self.quote,
-                top_n=settings.top_n,
-                blacklist=settings.blacklist,
-                static=settings.symbols if settings.mode == "static" else (),
-            )
-        )
         added, removed = sorted(fresh - self.universe), sorted(self.universe - fresh)
         if settings.mode == "static":
             for missing in sorted(set(settings.symbols) - fresh):
@@ -391,16 +497,9 @@ class CoverageActor(BaseActor):
         )
 
     def _listed_at(self, symbol: str) -> float | None:
-        if symbol not in self.listed_at:
-            try:
-                start_ms = self.exchange.history_start_ms(symbol)
-            except ExchangeError as exc:
-                self.log.warning("%s: cannot read history start: %s", symbol, exc)
-                return None
-            if start_ms is None:
-                return None
-            self.listed_at[symbol] = start_ms / 1000
-        return self.listed_at[symbol]
+        """The symbol's first candle time, if looked up (never asks the exchange here: the
+        lookups run outside the mailbox, and an unknown one is asked at the next check)."""
+        return self.listed_at.get(symbol)
 
     def _apply(self, symbol: str, event: lifecycle.Event) -> Step:
         known = self.records.get(symbol)

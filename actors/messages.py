@@ -4,9 +4,10 @@ Each message is a frozen, tagged msgspec Struct: immutable (no shared mutable
 state crosses a mailbox) and encodable as JSON with a `"type"` tag. Grouped by
 who receives them; each actor's docstring lists what it accepts.
 
-One deliberate exception to "plain data": `ModelsUpdated.models` carries the
-loaded, read-only estimators. They are never mutated after loading, so handing
-the same objects to the trader costs nothing and shares no mutable state.
+Two deliberate exceptions to "plain data": `ModelsUpdated.models` carries the
+loaded, read-only estimators, and `CandlesClosed.candles` read-only numpy arrays.
+They are never mutated after they are made, so handing the same objects to the
+trader costs nothing and shares no mutable state.
 """
 
 from __future__ import annotations
@@ -70,6 +71,14 @@ class ActorDied(Message, frozen=True):
     during_start: bool = False
 
 
+class BackgroundFailed(Message, frozen=True):
+    """To an actor from its own work outside the mailbox (`BaseActor.run_outside`): it raised
+    something its handler does not expect (a bug). The actor crashes on it, so the
+    supervisor sees it."""
+
+    error: str
+
+
 class StopRequested(Message, frozen=True):
     """To the supervisor: stop every actor in order (a signal, or an admin `shutdown`)."""
 
@@ -113,6 +122,17 @@ class TrainingRejected(Message, frozen=True):
     fit_seconds: float
     metrics: dict[str, float] = {}
     kept_at: str | None = None  # where the store keeps the rejected artifact
+
+
+class UniverseFetched(Message, frozen=True):
+    """Coverage, to itself: what a lookup outside its mailbox found on the exchange."""
+
+    trigger: CoverageTrigger  # the evaluation that waits for it
+    refreshed: bool  # the universe was asked for
+    universe: tuple[str, ...]  # the fresh universe (refreshed, no error) or the one it had
+    error: str | None  # why the refresh failed
+    starts: dict[str, int | None]  # symbol -> open time of its first candle (ms)
+    start_errors: dict[str, str]  # symbol -> why its history start is unknown
 
 
 class BlockSymbol(Message, frozen=True):
@@ -199,6 +219,42 @@ class ModelsUpdated(Message, frozen=True):
     models: dict[str, LoadedModel]
 
 
+# --- market data ---------------------------------------------------------------------
+
+
+class FetchCandles(Message, frozen=True):
+    """Trader -> market data: the closed candles of `symbols`; reply `CandlesClosed` to `reply_to`.
+
+    `close_ms`: the close time of the newest candle wanted (the candle that just
+    closed, or for a symbol that just became tradable the newest final one).
+    """
+
+    at: float  # when it was asked (the trade tick's due time)
+    symbols: tuple[str, ...]
+    close_ms: int
+    reply_to: Any  # Address or ActorRef of the trader
+    tick_id: int = 0  # the trade tick whose handling waits for the reply (0: none)
+
+
+class CandlesClosed(Message, frozen=True):
+    """Market data -> trader: every asked symbol's window of closed candles, or why not.
+
+    The one way candles reach a decision: live, paper and simulation alike.
+    """
+
+    at: float  # the `at` of the FetchCandles it answers
+    close_ms: int  # the close time of the newest candle in every window
+    candles: dict[str, Any]  # symbol -> read-only float64 array (rows, 6), oldest first
+    missing: dict[str, str] = {}  # symbol -> why there is no candle for close_ms
+    tick_id: int = 0  # the FetchCandles' tick_id
+
+
+class CandlesOverdue(Message, frozen=True):
+    """Trader, to itself, a candle after a FetchCandles: if no answer came, stop waiting."""
+
+    tick_id: int
+
+
 # --- trader ----------------------------------------------------------------------
 
 
@@ -206,6 +262,19 @@ class SymbolStates(Message, frozen=True):
     """Coverage -> subscribers: the state of every symbol (after any change)."""
 
     records: tuple[SymbolRecord, ...]
+
+
+class BalancesFetched(Message, frozen=True):
+    """Trader, to itself: balances fetched outside its mailbox (health check, after a fill)."""
+
+    seq: int  # newer requests win: an older answer arriving late is ignored
+    balances: dict[str, Any] | None  # asset -> exchange.types.Balance; None: failed
+    error: str | None = None
+    health: bool = False  # the periodic health check (it logs its line)
+
+
+class ReconcileDue(Message, frozen=True):
+    """Trader, to itself: orders that were maybe in flight can no longer arrive; look again."""
 
 
 class Pause(Message, frozen=True):
@@ -246,6 +315,10 @@ class TraderStatus(Message, frozen=True):
 
 class StartTraining(Message, frozen=True):
     pass
+
+
+class PublishOverdue(Message, frozen=True):
+    """Trainer, to itself: the store has not answered its PublishModel in time."""
 
 
 class FitFinished(Message, frozen=True):

@@ -8,7 +8,8 @@ Accepts:
   under `models_dir/rejected/` (never as a version, never loaded), record it with
   its reasons, and reply `RejectedKept`. Subscribers hear nothing: the models in
   use did not change.
-- `ReloadModels` (admin): reload every version from disk.
+- `ReloadModels` (admin): reload every version from disk; replies a `CommandResult`
+  saying how many models are served and which versions were refused (not ok then).
 - `GetModels` (ask): reply `ModelsUpdated` with the current set.
 - `Subscribe`: the subscriber gets `ModelsUpdated` now and after every change.
 
@@ -27,9 +28,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pykka
+
 from actors.base import BaseActor, Runtime, Topic
 from actors.clock import Clock, Mailbox
 from actors.messages import (
+    CommandResult,
     GetModels,
     KeepRejected,
     ModelPublished,
@@ -42,6 +46,7 @@ from actors.messages import (
     ReloadTrigger,
     Subscribe,
 )
+from core.text import plural
 from models import artifacts, rejected
 from models.artifacts import ArtifactError, LoadedModel
 from storage.db import (
@@ -93,9 +98,11 @@ class ModelStoreActor(BaseActor):
                 self._keep_rejected(message)
             case ReloadModels(reason=reason):
                 self.refused.clear()  # an admin may have repaired a version by hand
-                changed = self._reload(ReloadTrigger.ADMIN)
+                errors: list[ArtifactError] = []
+                changed = self._reload(ReloadTrigger.ADMIN, errors)
                 self.log.info("Models reloaded (%s): %d symbols", reason, len(self.models))
                 self.subscribers.publish(self._current(changed))
+                return self._reload_result(errors)
             case GetModels():
                 return self._current(())
             case Subscribe(name=name, subscriber=subscriber):
@@ -105,10 +112,25 @@ class ModelStoreActor(BaseActor):
                 return super().receive(message)
         return None
 
-    def _reload(self, trigger: ReloadTrigger) -> tuple[str, ...]:
+    def _reload_result(self, errors: list[ArtifactError]) -> CommandResult:
+        served = plural(len(self.models), "model")
+        newest = f", newest {self.version}" if self.version else ""
+        if not errors:
+            return CommandResult(ok=True, detail=f"reloaded: {served}{newest}")
+        return CommandResult(
+            ok=False,
+            detail=f"reloaded with {plural(len(errors), 'version')} refused "
+            f"({'; '.join(str(e) for e in errors)}): serving {served}{newest}",
+        )
+
+    def _reload(
+        self, trigger: ReloadTrigger, refused: list[ArtifactError] | None = None
+    ) -> tuple[str, ...]:
         loaded, errors = artifacts.load_latest(self.models_dir, skip=self.refused)
         for error in errors:
             self._refuse(error)
+        if refused is not None:
+            refused.extend(errors)
         changed = tuple(sorted(s for s, m in loaded.items() if self.models.get(s, None) is not m))
         self.models = loaded
         self.version = self._newest_version()
@@ -143,7 +165,7 @@ class ModelStoreActor(BaseActor):
         except (ArtifactError, OSError) as exc:
             error = f"publishing the model failed: {exc}"
             self.log.error("%s: %s; models in use are unchanged", symbol, error)
-            message.reply_to.tell(PublishFailed(symbol=symbol, error=error))
+            self._reply(message, PublishFailed(symbol=symbol, error=error))
             return
         self._record(model, "published")
         self.models = {**self.models, symbol: model}
@@ -166,7 +188,7 @@ class ModelStoreActor(BaseActor):
                 trigger=ReloadTrigger.PUBLISHED,
             )
         )
-        message.reply_to.tell(ModelPublished(symbol=symbol, version=model.version))
+        self._reply(message, ModelPublished(symbol=symbol, version=model.version))
         self.subscribers.publish(self._current((symbol,)))
 
     def _keep_rejected(self, message: KeepRejected) -> None:
@@ -201,6 +223,14 @@ class ModelStoreActor(BaseActor):
             except StorageError as exc:
                 self.log.error("%s: rejected model not recorded in the database: %s", symbol, exc)
         message.reply_to.tell(RejectedKept(symbol=symbol, path=path))
+
+    def _reply(self, message: PublishModel, reply: ModelPublished | PublishFailed) -> None:
+        try:
+            message.reply_to.tell(reply)
+        except pykka.ActorDeadError:  # it gave up waiting (or the bot is stopping)
+            self.log.warning(
+                "%s: the trainer is gone; %s not delivered", message.symbol, type(reply).__name__
+            )
 
     def _record(self, model: LoadedModel, source: str) -> None:
         if self.versions is None:

@@ -1,13 +1,20 @@
 """TraderActor: signals, orders and positions, on every closed candle.
 
 Accepts:
-- `TradeTick` (its clock timer, once per candle, just after the close): for each
-  ACTIVE symbol, build the latest features, ask its model for P(up), decide
-  within the risk limits, and place orders. Symbols that are not ACTIVE produce
-  no signal and no entry; their open positions keep their stop loss.
+- `TradeTick` (its clock timer, once per candle, just after the close): asks the
+  market-data actor for the candle that closed, for every ACTIVE symbol with a
+  model and every open position (`FetchCandles`), and returns at once.
+- `CandlesClosed` (market data): for each symbol served, build the latest
+  features, ask its model for P(up), decide within the risk limits, and place
+  orders; a symbol without data this candle is named in the log. Symbols that
+  are not ACTIVE produce no signal and no entry; their open positions keep their
+  stop loss. The trader never waits on a REST call for candles.
 - `HeartbeatTick` (every heartbeat_s): logs
-  `Bot heartbeat: X active symbols, Y blocked, Z open positions`.
-- `HealthTick` (every health_s): checks the exchange answers.
+  `Bot heartbeat: X active symbols, Y blocked, Z open positions` (`1 open position`).
+- `HealthTick` (every health_s): checks the exchange answers, fetching the balances
+  outside the mailbox (`BalancesFetched`): a stalled exchange never holds up a
+  message. Balances are fetched so after a start and after each fill too, and
+  `GetTraderStatus` answers from them without asking the exchange.
 - `ModelsUpdated` (store), `SymbolStates` (coverage): what it may trade and with what.
 - `Pause`, `Resume`, `CloseSymbol`, `CloseAll` (admin): reply `CommandResult`.
 - `GetTraderStatus` (ask): reply `TraderStatus`, with the trade results:
@@ -28,6 +35,11 @@ summary is logged (`Reconciled with paper: ...`) and published as `Reconciled`.
 If the exchange cannot be asked, or an order's outcome is unknown (the exchange
 did not answer create_order), no order is placed until a reconciliation succeeds
 (retried on every candle).
+
+After a (re)start nothing is decided until both the model store's and the coverage
+actor's first snapshots have arrived: a held position judged without its model
+would lose an exit signal (only the stop loss applies without one). The candle
+that closed meanwhile is decided as soon as both are in.
 """
 
 from __future__ import annotations
@@ -36,13 +48,18 @@ import math
 from typing import Any
 
 import numpy as np
+import pykka
 
 from actors.base import BaseActor, Runtime, Topic
 from actors.clock import Clock, Mailbox
 from actors.messages import (
+    BalancesFetched,
+    CandlesClosed,
+    CandlesOverdue,
     CloseAll,
     CloseSymbol,
     CommandResult,
+    FetchCandles,
     GetTraderStatus,
     HealthTick,
     Heartbeat,
@@ -52,6 +69,7 @@ from actors.messages import (
     OrderPlaced,
     Pause,
     Reconciled,
+    ReconcileDue,
     Resume,
     SignalProduced,
     Subscribe,
@@ -60,9 +78,11 @@ from actors.messages import (
     TradeTick,
 )
 from config.settings import TradingSettings
+from core.text import plural
+from core.timefmt import format_utc
 from core.timeframes import timeframe_s
 from exchange.port import ExchangePort
-from exchange.types import ExchangeError, Order, OrderRejected, OrderRequest, Side
+from exchange.types import ExchangeError, Order, OrderRejected, OrderRequest, OrderStatus, Side
 from execution.reconcile import reconcile, record_order
 from models.artifacts import LoadedModel
 from policy.lifecycle import SymbolState, is_blocked
@@ -95,6 +115,7 @@ class TraderActor(BaseActor):
         quote: str,
         store: Mailbox,
         coverage: Mailbox,
+        market_data: Mailbox,
         supervisor: Mailbox | None = None,
         events: Topic | None = None,
         runtime: Runtime | None = None,
@@ -111,6 +132,12 @@ class TraderActor(BaseActor):
         self.quote = quote
         self.store = store
         self.coverage = coverage
+        self.market_data = market_data
+        # the first snapshots since this (re)start: nothing is decided before both arrived
+        self.states_known = False
+        self.models_known = False
+        # trade ticks held until their candles arrive -> the timer that stops the wait
+        self.waiting_ticks: dict[int, int] = {}
         self.states: dict[str, SymbolState] = {}
         self.models: dict[str, LoadedModel] = {}
         self.positions: dict[str, Position] = {}
@@ -122,6 +149,11 @@ class TraderActor(BaseActor):
         self.orders_placed = 0
         self.last_tick_at: float | None = None
         self.reconciled = False  # no order is placed until the ledger agrees with the exchange
+        self.started_reconciled = False  # reconciled once since this (re)start
+        # the last balances fetched (outside the mailbox), for equity without I/O
+        self.balances: dict[str, Any] | None = None
+        self.balances_seq = 0  # requests made
+        self.balances_seq_seen = 0  # the newest one applied
 
     def started(self) -> None:
         self.log.info(
@@ -142,23 +174,36 @@ class TraderActor(BaseActor):
 
     def receive(self, message: Any) -> Any:
         match message:
-            case TradeTick():
+            case TradeTick(at=at, timer_id=timer_id):
                 self.last_tick_at = self.clock.now()
                 if self.reconciled or self._reconcile():
-                    for symbol in sorted(set(self.states) | set(self.positions)):
-                        self._trade(symbol)
+                    self._ask_candles(at, self._closed_at(at), tick_id=timer_id)
+            case CandlesClosed():
+                self._on_candles(message)
+            case ReconcileDue():
+                if not self.reconciled:
+                    self._reconcile()
+            case CandlesOverdue(tick_id=tick_id):
+                if self._stop_waiting(tick_id):
+                    self.log.warning(
+                        "No candles from market data within %ds of asking: this candle is "
+                        "not decided",
+                        self.tf_s,
+                    )
             case HeartbeatTick():
                 self._heartbeat()
             case HealthTick():
-                self._health()
+                self._fetch_balances(health=True)
+            case BalancesFetched():
+                self._on_balances(message)
             case ModelsUpdated(models=models):
                 before = self._tradable()
                 self.models = models
-                self._trade_newly_tradable(before)
+                self._snapshot_arrived(before, "models")
             case SymbolStates(records=records):
                 before = self._tradable()
                 self.states = {r.symbol: r.state for r in records}
-                self._trade_newly_tradable(before)
+                self._snapshot_arrived(before, "states")
             case Pause():
                 self.paused = True
                 self.ledger.set_value(PAUSED_KEY, "1")
@@ -175,7 +220,7 @@ class TraderActor(BaseActor):
                 results = [self._close(s) for s in sorted(self.positions)]
                 closed = sum(r.ok for r in results)
                 return CommandResult(
-                    ok=all(r.ok for r in results), detail=f"closed {closed} positions"
+                    ok=all(r.ok for r in results), detail=f"closed {plural(closed, 'position')}"
                 )
             case GetTraderStatus():
                 return self._status()
@@ -200,8 +245,15 @@ class TraderActor(BaseActor):
 
     def _reconcile(self) -> bool:
         """Make the ledger agree with the exchange; True when trading may go on."""
+        when = "after an unknown outcome" if self.started_reconciled else "at the restart"
         try:
-            report = reconcile(self.exchange, self.ledger, self.clock.now())
+            report = reconcile(
+                self.exchange,
+                self.ledger,
+                self.clock.now(),
+                settle_s=self.exchange.settle_window_s,
+                when=when,
+            )
         except ExchangeError as exc:
             self.reconciled = False
             self.log.warning(
@@ -218,7 +270,19 @@ class TraderActor(BaseActor):
         summary = report.summary(self.exchange.name)
         self.log.info("%s", summary)
         self._load()
+        if report.retry_at is not None:  # a SENT order may still arrive: not decided yet
+            self.reconciled = False
+            due = self.clock.schedule_once(report.retry_at, self.actor_ref, ReconcileDue())
+            self._timers.append(due)  # cancelled if the trader stops first
+            self.log.info(
+                "No orders until %s is looked up again at %s",
+                plural(report.in_flight, "order in flight", "orders in flight"),
+                format_utc(report.retry_at, seconds=True),
+            )
+            return False
         self.reconciled = True
+        self.started_reconciled = True
+        self._fetch_balances()
         self.publish(
             Reconciled(
                 at=self.clock.now(),
@@ -236,15 +300,116 @@ class TraderActor(BaseActor):
     def _tradable(self) -> set[str]:
         return {s for s, st in self.states.items() if st is SymbolState.ACTIVE and s in self.models}
 
-    def _trade_newly_tradable(self, before: set[str]) -> None:
-        """Trade a symbol that just became ACTIVE with a model on the last closed candle now,
-        rather than up to a whole candle later (whichever of its state and model came last)."""
-        if not self.reconciled:
-            return
-        for symbol in sorted(self._tradable() - before):
-            self._trade(symbol)
+    # --- candles in (market data) -----------------------------------------------------------
 
-    def _trade(self, symbol: str) -> None:
+    def _ready(self) -> bool:
+        """Both first snapshots are in: every symbol's state and model are known."""
+        return self.states_known and self.models_known
+
+    def _wanted(self) -> list[str]:
+        """The symbols a candle is decided for: tradable ones and open positions."""
+        return sorted(self._tradable() | set(self.positions))
+
+    def _closed_at(self, tick_at: float) -> int:
+        """The close time (epoch ms) of the candle a trade tick due at `tick_at` is for: the
+        newest closed `candle_delay_s` before it."""
+        close_s = math.floor((tick_at - self.settings.candle_delay_s) / self.tf_s) * self.tf_s
+        return int(close_s * 1000)
+
+    def _ask_candles(
+        self, at: float, close_ms: int, only: set[str] | None = None, tick_id: int = 0
+    ) -> None:
+        """Ask market data for the candle closed at `close_ms`. With `tick_id` (a trade tick),
+        the tick is handled only once the reply is: the decisions are part of it."""
+        if not self._ready():
+            if self.positions:
+                waiting = [
+                    what
+                    for what, known in (
+                        ("symbol states", self.states_known),
+                        ("models", self.models_known),
+                    )
+                    if not known
+                ]
+                self.log.info(
+                    "Candle not decided yet for %s: waiting for the first %s since the start",
+                    plural(len(self.positions), "open position"),
+                    " and ".join(waiting),
+                )
+            return
+        symbols = [s for s in self._wanted() if only is None or s in only]
+        if not symbols:
+            return
+        ask = FetchCandles(
+            at=at,
+            symbols=tuple(symbols),
+            close_ms=close_ms,
+            reply_to=self.actor_ref,
+            tick_id=tick_id,
+        )
+        if not _delivered(self.market_data, ask):
+            self.log.warning(
+                "Market data is not running (being restarted?): %s not decided this candle",
+                plural(len(symbols), "symbol"),
+            )
+            return
+        if tick_id:
+            # the tick's handling waits for the answer; should the request be lost (market
+            # data died with it queued), a candle later the trader stops waiting
+            self.hold_tick()
+            overdue = self.clock.schedule_once(
+                self.clock.now() + self.tf_s, self.actor_ref, CandlesOverdue(tick_id=tick_id)
+            )
+            self.waiting_ticks[tick_id] = overdue
+            self._timers.append(overdue)  # cancelled if the trader stops first
+
+    def _on_candles(self, message: CandlesClosed) -> None:
+        try:
+            for line in missing_lines(message.missing):
+                self.log.warning("%s", line)
+            if not self._ready() or not self.reconciled:  # retried at the next candle
+                return
+            for symbol in sorted(message.candles):
+                self._trade(symbol, message.candles[symbol])
+        finally:
+            self._stop_waiting(message.tick_id)
+
+    def _stop_waiting(self, tick_id: int) -> bool:
+        """Release a trade tick held for its candles; False if it was not held (any more)."""
+        overdue = self.waiting_ticks.pop(tick_id, None)
+        if overdue is None:
+            return False
+        self.clock.cancel(overdue)
+        self._timers.remove(overdue)
+        self.release_tick(tick_id)
+        return True
+
+    def _last_close_ms(self) -> int:
+        """The close time of the newest candle closed now (a symbol that just became
+        tradable is decided on it, as the first tick after a start decides the next)."""
+        now_ms = math.floor(self.clock.now() * 1000)
+        return now_ms - now_ms % (self.tf_s * 1000)
+
+    def _snapshot_arrived(self, before: set[str], which: str) -> None:
+        """A symbol that just became ACTIVE with a model is decided on the last closed candle
+        now, rather than up to a whole candle later (whichever of its state and model came
+        last); once both first snapshots are in, so is every open position."""
+        was_ready = self._ready()
+        if which == "models":
+            self.models_known = True
+        else:
+            self.states_known = True
+        if not self.reconciled or not self._ready():
+            return
+        if not was_ready:
+            self._ask_candles(self.clock.now(), self._last_close_ms())
+            return
+        new = self._tradable() - before
+        if new:
+            self._ask_candles(self.clock.now(), self._last_close_ms(), only=new)
+
+    def _trade(self, symbol: str, candles: np.ndarray) -> None:
+        """Decide on the newest of `candles` (a read-only window from `CandlesClosed`)."""
         if not self.reconciled:  # an earlier order's outcome is unknown: look it up first
             return
         active = self.states.get(symbol) is SymbolState.ACTIVE
@@ -253,12 +418,7 @@ class TraderActor(BaseActor):
         if model is None and position is None:
             return
         lookback = model.strategy.lookback_bars if model is not None else 1
-        try:
-            candles = self.exchange.fetch_ohlcv(symbol, self.timeframe, limit=lookback + 5)
-        except ExchangeError as exc:
-            self.log.warning("%s: no market data this candle: %s", symbol, exc)
-            return
-        if not candles:
+        if not len(candles):
             return
         candle_ms, price = int(candles[-1][0]), float(candles[-1][4])
         self.last_price[symbol] = price
@@ -340,6 +500,7 @@ class TraderActor(BaseActor):
     def _record_fill(self, order: Order, decision: Decision, price: float) -> None:
         now = self.clock.now()
         recorded = record_order(self.ledger, order.client_order_id, order, now)
+        self._fetch_balances()  # the fill moved them
         self.orders_placed += 1
         fill_price = order.average_price or price
         symbol = order.symbol
@@ -364,6 +525,9 @@ class TraderActor(BaseActor):
             self.quote,
             f", {format_round_trip(trip, self.quote)}" if trip is not None else "",
         )
+        partial = partial_fill_note(order)
+        if partial:
+            self.log.warning("%s", partial)
         self.publish(
             OrderPlaced(
                 at=now,
@@ -403,35 +567,52 @@ class TraderActor(BaseActor):
         blocked = sum(is_blocked(st) for st in self.states.values())
         positions = len(self.positions)
         self.log.info(
-            "Bot heartbeat: %d active symbols, %d blocked, %d open positions",
-            active,
+            "Bot heartbeat: %s, %d blocked, %s",
+            plural(active, "active symbol"),
             blocked,
-            positions,
+            plural(positions, "open position"),
         )
         self.publish(
             Heartbeat(at=self.clock.now(), active=active, blocked=blocked, open_positions=positions)
         )
 
-    def _health(self) -> None:
-        try:
-            balances = self.exchange.fetch_balances()
-        except ExchangeError as exc:
-            self.log.warning("Health check: exchange %s not answering: %s", self.exchange.name, exc)
+    def _fetch_balances(self, health: bool = False) -> None:
+        """Fetch the balances outside the mailbox; `BalancesFetched` comes back."""
+        self.balances_seq += 1
+        seq = self.balances_seq
+
+        def done(got: dict[str, Any] | ExchangeError) -> BalancesFetched:
+            if isinstance(got, ExchangeError):
+                return BalancesFetched(seq=seq, balances=None, error=str(got), health=health)
+            return BalancesFetched(seq=seq, balances=got, health=health)
+
+        self.run_outside(self.exchange.fetch_balances, done, expected=ExchangeError)
+
+    def _on_balances(self, message: BalancesFetched) -> None:
+        if message.balances is not None and message.seq > self.balances_seq_seen:
+            self.balances_seq_seen = message.seq
+            self.balances = message.balances
+        if not message.health:
+            return
+        if message.balances is None:
+            self.log.warning(
+                "Health check: exchange %s not answering: %s", self.exchange.name, message.error
+            )
             return
         self.log.info(
-            "Health check OK: %s answers, equity %.2f %s, %d open positions",
+            "Health check OK: %s answers, equity %.2f %s, %s",
             self.exchange.name,
-            self._equity(balances),
+            self._equity(message.balances),
             self.quote,
-            len(self.positions),
+            plural(len(self.positions), "open position"),
         )
 
     def _equity(self, balances: dict[str, Any] | None = None) -> float:
+        """Cash plus positions at their last price, from the last balances fetched (no I/O:
+        a status request never waits on the exchange); NaN before any."""
+        balances = self.balances if balances is None else balances
         if balances is None:
-            try:
-                balances = self.exchange.fetch_balances()
-            except ExchangeError:
-                return float("nan")
+            return float("nan")
         cash = balances[self.quote].total if self.quote in balances else 0.0
         held = sum(
             p.amount * self.last_price.get(s, p.entry_price) for s, p in self.positions.items()
@@ -452,3 +633,48 @@ class TraderActor(BaseActor):
             wins=results.wins,
             win_rate=results.win_rate,
         )
+
+
+def _delivered(mailbox: Mailbox, message: Any) -> bool:
+    """Tell `mailbox`; False if it is not running (an Address between incarnations drops
+    what it is told, and a held tick must not wait for an answer that cannot come)."""
+    is_alive = getattr(mailbox, "is_alive", None)
+    if is_alive is not None and not is_alive():
+        return False
+    try:
+        mailbox.tell(message)
+    except pykka.ActorDeadError:
+        return False
+    return True
+
+
+def missing_lines(missing: dict[str, str], named: int = 5) -> list[str]:
+    """The log lines for symbols without data this candle: one per reason, so that a ban
+    over 500 symbols is one line, not 500 (`SYM: ...` prefixes are dropped to compare)."""
+    by_reason: dict[str, list[str]] = {}
+    for symbol, why in sorted(missing.items()):
+        by_reason.setdefault(why.removeprefix(f"{symbol}: "), []).append(symbol)
+    lines = []
+    for why, symbols in by_reason.items():
+        if len(symbols) == 1:
+            lines.append(f"{symbols[0]}: no market data this candle: {why}")
+            continue
+        shown = ", ".join(symbols[:named])
+        more = f" and {len(symbols) - named} more" if len(symbols) > named else ""
+        lines.append(f"{len(symbols)} symbols ({shown}{more}): no market data this candle: {why}")
+    return lines
+
+
+def partial_fill_note(order: Order) -> str | None:
+    """The log line saying an order filled only in part (None when it filled in full)."""
+    if order.amount <= 0 or order.filled >= order.amount * (1 - 1e-9):
+        return None
+    rest = (
+        "the rest stays open on the exchange"
+        if order.status is OrderStatus.OPEN
+        else "the rest will not fill (expired or canceled)"
+    )
+    return (
+        f"{order.symbol}: order {order.client_order_id} filled only {order.filled:.8g} of "
+        f"{order.amount:.8g} (partial fill, {100 * order.filled / order.amount:.0f}%); {rest}"
+    )

@@ -8,6 +8,8 @@ symbol is the guard against a second trainer. Accepts:
 - `FitFinished` (from the pool's completion callback): ask the store to publish
   a model that passed the promotion gate, or to keep a rejected one as rejected.
 - `ModelPublished` / `PublishFailed` / `RejectedKept` (store).
+  No answer from the store within PUBLISH_REPLY_S (`PublishOverdue`, its own
+  one-shot timer) fails the training with that reason.
 
 Reports `TrainingSucceeded`, `TrainingRejected` or `TrainingFailed` to the
 coverage actor and stops; publishes the gate's verdict as `GateDecided`.
@@ -35,6 +37,7 @@ from actors.messages import (
     ModelPublished,
     PublishFailed,
     PublishModel,
+    PublishOverdue,
     RejectedKept,
     StartTraining,
     TrainerFinished,
@@ -51,6 +54,11 @@ from models import artifacts
 from models.pool import TrainingBackend
 from models.training import TrainingError, TrainJob, TrainParams, TrainResult, UntrainableError
 from storage.candles import CandleCache, download
+
+# Publishing is a folder rename and one model load (milliseconds to a second): no answer in
+# two minutes means the store died with the request or is stuck, and the trainer must not
+# wait for ever (its symbol would stay TRAINING).
+PUBLISH_REPLY_S = 120.0
 
 
 class TrainerActor(BaseActor):
@@ -124,6 +132,10 @@ class TrainerActor(BaseActor):
                 self._fail(error)
             case RejectedKept(path=path):
                 self._rejected(path)
+            case PublishOverdue():
+                self._fail(
+                    f"the model store did not answer the publish within {PUBLISH_REPLY_S:.0f} s"
+                )
             case _:
                 return super().receive(message)
         return None
@@ -232,6 +244,10 @@ class TrainerActor(BaseActor):
                 symbol=self.symbol, staging_dir=message.staging_dir, reply_to=self.actor_ref
             )
         )
+        overdue = self.clock.schedule_once(
+            self.clock.now() + PUBLISH_REPLY_S, self.actor_ref, PublishOverdue()
+        )
+        self._timers.append(overdue)  # cancelled when the trainer stops
 
     def _rejected(self, kept_at: str | None) -> None:
         fit = self.rejection

@@ -332,15 +332,12 @@ class AdminServer:
                 if now is not None:
                     detail += f"; now {now.state} ({now.reason})"
             return Reply(id=request.id, ok=result.ok, detail=detail)
-        if isinstance(request, ReloadModelsRequest):
-            models: ModelsUpdated = await self._ask("model_store", GetModels())
-            newest = f", newest {models.version}" if models.version else ""
-            return Reply(id=request.id, ok=True, detail=f"{len(models.models)} models{newest}")
-        if isinstance(request, RefreshUniverseRequest):
-            symbols: SymbolStates = await self._ask("coverage", GetSymbols())
-            detail = f"universe refreshed and evaluated: {len(symbols.records)} symbols"
-            return Reply(id=request.id, ok=True, detail=detail)
-        return Reply(id=request.id, ok=True, detail="done")
+        # every actor command answers a CommandResult: anything else is a bug to see, never
+        # a "done" that may not be true
+        log.error("Admin: %s got no CommandResult but %r", request_type(request), result)
+        return Reply(
+            id=request.id, ok=False, detail=f"no answer saying what happened (got {result!r})"
+        )
 
     async def _ask(self, actor: str, message: Message) -> Any:
         try:

@@ -20,7 +20,7 @@ from config.settings import ExchangeSettings, Settings, SettingsError, TrainingS
 from core.durable import write_atomically
 from exchange.live import LivePaperExchange
 from exchange.paper import PaperExchange, PaperMarket
-from exchange.port import ExchangePort
+from exchange.port import ExchangePort, ExchangeRoles
 from exchange.synthetic import SyntheticMarket
 from exchange.types import ExchangeError, TransientExchangeError
 from models.pool import TrainingBackend, TrainingPool
@@ -28,28 +28,32 @@ from models.pool import TrainingBackend, TrainingPool
 log = logging.getLogger("tradeactors.supervisor")
 
 
-def build_exchange(settings: Settings, clock: Clock, keep_state: bool = True) -> ExchangePort:
-    """`keep_state` False: a paper exchange that writes nothing (to look at its markets
+def build_exchange(settings: Settings, clock: Clock, keep_state: bool = True) -> ExchangeRoles:
+    """The exchange client of each role (market data, orders, downloads).
+
+    `keep_state` False: a paper exchange that writes nothing (to look at its markets
     before the data folder is locked); a ccxt exchange keeps no state either way."""
     if settings.exchange.kind == "ccxt":
         return build_ccxt_exchange(settings, clock, os.environ)
     if settings.exchange.kind != "paper":
         raise SettingsError(f"exchange.kind {settings.exchange.kind!r} is not available yet")
     if settings.exchange.market == "live":
-        return build_live_paper_exchange(settings, clock)
+        # one public client behind the paper fills (its requests are few: one per candle)
+        return ExchangeRoles.single(build_live_paper_exchange(settings, clock))
     data_dir = Path(settings.data_dir)
     if not keep_state:
         market = SyntheticMarket(anchor_ms=int(clock.now() * 1000), seed=settings.exchange.seed)
-        return build_paper_exchange(market, clock, settings.exchange)
+        return ExchangeRoles.single(build_paper_exchange(market, clock, settings.exchange))
     anchor_ms = _paper_anchor(data_dir, clock)
     market = SyntheticMarket(anchor_ms=anchor_ms, seed=settings.exchange.seed)
-    return build_paper_exchange(
+    paper = build_paper_exchange(
         market,
         clock,
         settings.exchange,
         # orders and balances survive a restart, so reconciliation has something to check
         state_path=data_dir / "paper" / "state.json",
     )
+    return ExchangeRoles.single(paper)  # in-process: nothing to wait behind
 
 
 def build_paper_exchange(
@@ -76,13 +80,20 @@ def build_paper_exchange(
 
 def build_ccxt_exchange(
     settings: Settings, clock: Clock, environ: Mapping[str, str]
-) -> ExchangePort:
-    """A real exchange through ccxt; SettingsError (exit 2, before any actor runs) when
-    the keys are missing or live mode is not confirmed."""
+) -> ExchangeRoles:
+    """A real exchange through ccxt, one client per role sharing one `ServerGate` (the
+    server's pause and the weight budget); SettingsError (exit 2, before any actor runs)
+    when the keys are missing or live mode is not confirmed.
+
+    Every call waits at most `exchange.deadline_s` (RetryPolicy.deadline_s, and no single
+    wait longer); the market-data client sends up to `max_in_flight` requests at once and
+    reloads markets hourly (or for a symbol it does not know), not on the candle path."""
     # imported here: `import ccxt` takes ~0.9 s, which the paper default does not need
     from exchange.ccxt_client import CcxtConfig
     from exchange.ccxt_exchange import CcxtExchange
     from exchange.credentials import LIVE_CONFIRMATION, Credentials
+    from exchange.gate import ServerGate
+    from exchange.retry import RetryPolicy
 
     ex = settings.exchange
     if ex.mode == "live" and ex.live_confirm != LIVE_CONFIRMATION:
@@ -99,13 +110,30 @@ def build_ccxt_exchange(
             quote=ex.quote,
             timeout_ms=ex.timeout_ms,
             recv_window_ms=ex.recv_window_ms,
+            retry=RetryPolicy(deadline_s=ex.deadline_s, max_wait_s=ex.deadline_s),
         )
-        return CcxtExchange(
-            config,
-            credentials,
-            now_ms=lambda: int(clock.now() * 1000),
-            sleep=time.sleep,
-            monotonic=time.monotonic,
+        gate = ServerGate(time.monotonic)
+
+        def client(role: str, **changes: Any) -> CcxtExchange:
+            return CcxtExchange(
+                msgspec.structs.replace(config, **changes),
+                credentials,
+                now_ms=lambda: int(clock.now() * 1000),
+                sleep=time.sleep,
+                monotonic=time.monotonic,
+                gate=gate,
+                role=role,
+            )
+
+        orders = client("orders", connections=2)  # a health check never delays an order
+        # ccxt's rateLimit (ms per unit of request cost) stands for the exchange's own limit
+        gate.limit = ex.weight_share * 60_000 / orders.rate_limit_ms
+        return ExchangeRoles(
+            orders=orders,
+            market_data=client(
+                "market data", connections=ex.max_in_flight, markets_ttl_s=3600.0, quiet=True
+            ),
+            downloads=client("downloads"),
         )
     except ExchangeError as exc:
         raise SettingsError(f"exchange: {exc}") from None

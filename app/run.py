@@ -107,7 +107,8 @@ def _check_universe(settings: Settings, clock: RealClock) -> None:
     (the real one is built once the data folder is locked); PreflightError names the unknown."""
     if settings.universe.mode != "static":
         return
-    probe = build_exchange(settings, clock, keep_state=False)
+    roles = build_exchange(settings, clock, keep_state=False)
+    probe = roles.downloads
     try:
         listed = probe.load_markets()
     except ExchangeError as exc:
@@ -118,7 +119,8 @@ def _check_universe(settings: Settings, clock: RealClock) -> None:
         )
         return
     finally:
-        probe.close()
+        for client in roles.distinct():
+            client.close()
     preflight.check_universe(settings.universe, listed, probe.name)
 
 
@@ -145,14 +147,16 @@ def _run_system(settings: Settings, clock: RealClock, notifier: Notifier) -> int
         admin_token = load_or_create_token(settings.data_dir) if settings.admin.enabled else None
     except (TokenError, OSError) as exc:
         db.close()
-        exchange.close()
+        for client in exchange.distinct():
+            client.close()
         print(f"admin token: {exc}", file=sys.stderr)
         return 2
     try:
         pool = build_training_pool(settings.training)
     except SettingsError as exc:
         db.close()
-        exchange.close()
+        for client in exchange.distinct():
+            client.close()
         print(exc, file=sys.stderr)
         return 2
     system = System(settings, clock, exchange, pool, db=db)

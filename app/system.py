@@ -18,12 +18,14 @@ import pykka
 from actors.base import Address, BaseActor, Runtime, Topic, TrainerDirectory
 from actors.clock import Clock
 from actors.coverage import CoverageActor
+from actors.market_data import MarketDataActor
 from actors.model_store import ModelStoreActor
 from actors.trader import TraderActor
 from actors.trainer import TrainerActor
 from config.settings import Settings
-from exchange.port import ExchangePort
+from exchange.port import ExchangePort, ExchangeRoles
 from models import artifacts
+from models.features import LOOKBACK_BARS
 from models.pool import TrainingBackend
 from models.training import TrainParams
 from storage.candles import CandleCache
@@ -39,7 +41,8 @@ from storage.ledger import Ledger
 
 log = logging.getLogger("tradeactors.supervisor")
 
-PERMANENT = ("model_store", "coverage", "trader")  # start order; stop order is reversed
+# start order; the trader, which asks market data at every candle close, starts after it
+PERMANENT = ("model_store", "coverage", "market_data", "trader")
 
 
 class _QueueMailbox:
@@ -59,7 +62,7 @@ class System:
         self,
         settings: Settings,
         clock: Clock,
-        exchange: ExchangePort,
+        exchange: ExchangePort | ExchangeRoles,
         pool: TrainingBackend,
         ledger: Ledger | None = None,
         events: Topic | None = None,
@@ -68,7 +71,10 @@ class System:
     ) -> None:
         self.settings = settings
         self.clock = clock
-        self.exchange = exchange
+        # one client per role (market data, orders, downloads); one exchange serves them all
+        single = ExchangeRoles.single
+        self.roles = exchange if isinstance(exchange, ExchangeRoles) else single(exchange)
+        self.exchange = self.roles.orders
         self.pool = pool
         self.train_params = TrainParams.from_settings(settings)
         data = Path(settings.data_dir)
@@ -117,7 +123,7 @@ class System:
                 **common,
             ),
             "coverage": lambda: CoverageActor.start(
-                exchange=self.exchange,
+                exchange=self.roles.downloads,
                 trainers=self.trainers,
                 store=a["model_store"],
                 coverage=s.coverage,
@@ -129,8 +135,19 @@ class System:
                 promotion=s.promotion,
                 **common,
             ),
+            "market_data": lambda: MarketDataActor.start(
+                exchange=self.roles.market_data,
+                timeframe=s.timeframe,
+                bars=LOOKBACK_BARS + 5,
+                # the paper exchange computes candles in-process: threads would buy nothing
+                max_in_flight=1
+                if self.roles.market_data.name == "paper"
+                else s.exchange.max_in_flight,
+                deadline_s=s.exchange.deadline_s,
+                **common,
+            ),
             "trader": lambda: TraderActor.start(
-                exchange=self.exchange,
+                exchange=self.roles.orders,
                 ledger=self.ledger,
                 trading=s.trading,
                 timeframe=s.timeframe,
@@ -139,6 +156,7 @@ class System:
                 quote=s.exchange.quote,
                 store=a["model_store"],
                 coverage=a["coverage"],
+                market_data=a["market_data"],
                 **common,
             ),
         }
@@ -150,7 +168,7 @@ class System:
         return TrainerActor.start(
             symbol=symbol,
             clock=self.clock,
-            exchange=self.exchange,
+            exchange=self.roles.downloads,
             cache=self.cache,
             pool=self.pool,
             store=self.addresses["model_store"],
@@ -168,13 +186,16 @@ class System:
     # --- stopping -------------------------------------------------------------------------
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Coverage first (no new trainers), then trainers, trader, store; then the pool."""
+        """Coverage first (no new trainers), then trainers, trader, market data, store; then the
+        pool."""
         self._stop_actor("coverage", timeout)
         self.trainers.stop_all(timeout)
         self._stop_actor("trader", timeout)
+        self._stop_actor("market_data", timeout)
         self._stop_actor("model_store", timeout)
         self.pool.shutdown(cancel_pending=True)
-        self.exchange.close()
+        for client in self.roles.distinct():
+            client.close()
         self.db.close()
 
     def _stop_actor(self, name: str, timeout: float) -> None:

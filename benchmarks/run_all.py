@@ -30,6 +30,8 @@ BENCHMARKS = [
     "backtest_speed",
     "startup",
     "rss",
+    "decision_latency",
+    "admin_stall",
 ]
 
 
@@ -118,6 +120,14 @@ def targets(results: dict[str, dict[str, Any]]) -> list[tuple[str, str, str, str
         add("peak RSS, 50 symbols, bot process", v, "{:.0f} MB", "(info)", True)
         v = r["workers_mb"]
         add("  training worker peak", v, "{:.0f} MB", "(info)", True)
+    if d := results.get("decision_latency"):
+        v = d["p99_ms"]
+        add("close to last decision, 500 symbols, p99", v, "{:.0f} ms", "< 1000 ms", v < 1000)
+        v = d["weight_per_min"]
+        add("  request weight a minute at 500 symbols", v, "{:,.0f}", "<= 3,000", v <= 3000)
+    if a := results.get("admin_stall"):
+        v = a["p99_ms"]
+        add("admin status p99, exchange stalled 10 s", v, "{:.0f} ms", "< 100 ms", v < 100)
     return rows
 
 

@@ -2,10 +2,12 @@
 
     python benchmarks/tick_latency.py [--symbols 1] [--jobs 8] [--window-days 14]
 
-A real TraderActor (paper exchange over the synthetic market, a real model per
-symbol) on a VirtualClock; one tick = `clock.advance(60)`, which returns once the
-trader has handled the TradeTick: fetch the candles, build the feature row, ask
-the model, decide, maybe place a paper order. Timed in wall time, under:
+A real TraderActor and its MarketDataActor (paper exchange over the synthetic
+market, a real model per symbol) on a VirtualClock; one tick = `clock.advance(60)`
+and then until both are quiet: the TradeTick, the market-data actor fetching the
+candle (`FetchCandles`), and the trader's decision on `CandlesClosed` (build the
+feature row, ask the model, decide, maybe place a paper order). Timed in wall
+time, under:
 - idle: nothing else runs;
 - pool: `--jobs` trainings queued in a process TrainingPool (forkserver workers at
   one OpenMP thread, nice 10), with the bot's default single worker, and again
@@ -28,19 +30,18 @@ from typing import Any
 
 import _common
 import numpy as np
+import pykka
 
-from actors.base import Topic
+from actors.base import Runtime, Topic
 from actors.clock import VirtualClock
-from actors.messages import ModelsUpdated, SymbolStates
-from actors.trader import TraderActor
 from app.builders import build_paper_exchange
 from config.settings import TradingSettings
 from exchange.synthetic import SyntheticMarket
 from models import artifacts
 from models.pool import TrainingPool
 from models.training import TrainJob, TrainParams, run_training
-from policy.lifecycle import SymbolRecord, SymbolState
 from storage.ledger import MemoryLedger
+from tests.harness import make_tradable, start_trader
 
 SYMBOLS = ["BTC/USDT", "ETH/USDT", "SOL/USDT", "XRP/USDT", "ADA/USDT", "LINK/USDT"]
 DAY_MS = 86_400_000
@@ -72,26 +73,26 @@ class Rig:
             )
             manifest = artifacts.publish(models_dir, staging)
             models[symbol] = artifacts.load_version(models_dir / manifest.version)
-        self.ref = TraderActor.start(
+        self.runtime = Runtime()
+        self.ref = start_trader(
             clock=self.clock,
             exchange=exchange,
             ledger=MemoryLedger(),
             trading=TradingSettings(),
-            timeframe="1m",
-            heartbeat_s=10**9,
-            health_s=10**9,
-            quote="USDT",
             store=_Sink(),
             coverage=_Sink(),
             events=Topic(),
+            runtime=self.runtime,
+            heartbeat_s=10**9,
+            health_s=10**9,
         )
-        self.ref.tell(ModelsUpdated(version="v", symbols=tuple(models), models=models))
-        records = tuple(SymbolRecord(symbol=s, state=SymbolState.ACTIVE) for s in symbols)
-        self.ref.ask(SymbolStates(records=records))
+        make_tradable(self.ref, models)
+        self.runtime.wait_quiet()
 
     def tick(self) -> float:
         start = time.perf_counter()
         self.clock.advance(60)
+        self.runtime.wait_quiet()
         return time.perf_counter() - start
 
     def ticks_while(self, busy: Callable[[], bool], at_least: int = 200) -> list[float]:
@@ -101,7 +102,7 @@ class Rig:
         return samples
 
     def stop(self) -> None:
-        self.ref.stop()
+        pykka.ActorRegistry.stop_all()  # the trader and its market-data actor
 
 
 def jobs(rig: Rig, count: int, days: float, models_dir: Path) -> list[TrainJob]:
@@ -182,7 +183,8 @@ def main() -> None:
         p50, p99 = _common.percentiles_ms(samples)
         rows.append((name, len(samples), p50, p99, p99 / idle_p99))
     print(
-        f"trader tick = advance(60) on a VirtualClock until the TradeTick is handled; "
+        f"trader tick = advance(60) on a VirtualClock until the trader and market data are "
+        f"quiet; "
         f"{args.symbols} active symbol(s); trainings on {args.window_days:g} days of 1m candles"
     )
     print(_common.table(["condition", "ticks", "p50 ms", "p99 ms", "p99 / idle p99"], rows))

@@ -54,6 +54,15 @@ class ExchangeSettings(_Section, frozen=True, forbid_unknown_fields=True, kw_onl
     timeout_ms: Annotated[int, msgspec.Meta(ge=100)] = 10_000  # per HTTP request
     # a signed request older than this on arrival is refused (Binance: at most 60000)
     recv_window_ms: Annotated[int, msgspec.Meta(ge=1000, le=60_000)] = 5_000
+    # --- waiting on the exchange (docs/exchanges.md) ---
+    # The longest any actor waits on one exchange call, retries, Retry-After and bans
+    # included: a call that would wait longer fails at once saying when to try again
+    # (the next candle does). Well under a candle, so a slow exchange never stalls one.
+    deadline_s: Annotated[float, msgspec.Meta(gt=0, le=30)] = 5.0
+    # candle requests in flight at once at each close (the market-data client)
+    max_in_flight: Annotated[int, msgspec.Meta(ge=1, le=256)] = 128
+    # share of the exchange's request weight limit the bot may use (0.5: 2x headroom)
+    weight_share: Annotated[float, msgspec.Meta(gt=0, le=1)] = 0.5
 
 
 class UniverseSettings(_Section, frozen=True, forbid_unknown_fields=True, kw_only=True):

@@ -16,3 +16,8 @@ def percent(share: float | None) -> str:
 def signed_percent(pct: float | None) -> str:
     """A percentage with its sign, `1.234` -> `+1.23%`; `-` when there is none."""
     return "-" if pct is None else f"{pct:+.2f}%"
+
+
+def plural(n: int, word: str, words: str | None = None) -> str:
+    """`1 position`, `2 positions`, `0 positions`; `words` for irregular plurals."""
+    return f"{n} {word if n == 1 else (words or word + 's')}"

@@ -1,9 +1,12 @@
 """The ccxt client the adapter drives, and how it is called.
 
-`CcxtClient` owns one ccxt client and makes every call to it: one request at a
-time (under a lock, paced by ccxt's rate limiter on our clock), only when the
-server's pause allows, retried under the retry policy (`exchange/retry.py`), with
-ccxt's errors turned into ours:
+`CcxtClient` owns the ccxt client of one role (market data, orders, coverage and
+downloads: each role has its own, docs/exchanges.md) and makes every call to it:
+up to `connections` requests at a time (each on a ccxt instance of its own, which
+share the loaded markets), only when the server's pause allows and the request
+weight budget has room (both in the `ServerGate` every role's client shares),
+each HTTP request timed out at the call's deadline at the latest, retried under
+the retry policy (`exchange/retry.py`), with ccxt's errors turned into ours:
 - InvalidNonce (-1021, clock skew) is refused on arrival, so nothing happened: the
   time difference is resynced and the request sent once more, for every call;
 - AuthenticationError: `AuthenticationFailed` saying what to check; from then on
@@ -19,7 +22,9 @@ fetchMarkets types [spot], no currencies, no margin pairs), which testnet keys
 without sapi access allow.
 
 The client is a subclass of the ccxt class with three hooks:
-- pacing: ccxt's rate limiter calls `pace(cost)`, which waits on our clock;
+- pacing: ccxt's rate limiter calls `pace(cost)`, which spends `cost` from the
+  shared weight budget (waiting on our clock while the last minute is full, or
+  failing when that wait would pass the call's deadline);
 - `base_url` rewrites every URL in the client's `urls` (api, test, demo, ...) to one
   base, for gateways and for the loopback tests; a request to any other URL is
   refused;
@@ -30,10 +35,10 @@ The client is a subclass of the ccxt class with three hooks:
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import math
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
@@ -49,6 +54,7 @@ from exchange.credentials import (
     redacted_error,
     without_query,
 )
+from exchange.gate import ServerGate
 from exchange.retry import Call, GaveUp, Retrier, RetryPolicy, server_pause
 from exchange.types import AuthenticationFailed, ExchangeError, TransientExchangeError
 
@@ -70,13 +76,15 @@ class CcxtConfig(msgspec.Struct, frozen=True, kw_only=True):
     max_sends: int = 3  # create_order sends, each after a lookup found nothing
     markets_ttl_s: float = 60.0  # load_markets reuses markets younger than this
     tickers_ttl_s: float = 60.0  # fetch_tickers reuses tickers younger than this
-    rate_limit: bool = True  # ccxt's request pacing (its waits go through `sleep`)
+    rate_limit: bool = True  # spend request cost from the gate's weight budget
+    connections: int = 1  # requests in flight at once (one ccxt instance each)
+    quiet: bool = False  # retries and give-ups at DEBUG: the caller reports them (market data)
 
 
 class CcxtClient:
-    """One ccxt client (`api`) and every call to it. Thread-safe: requests are serialized
-    and spaced by ccxt's rate limiter; backoff and Retry-After waits happen outside the
-    lock."""
+    """The ccxt client of one role and every call to it. Thread-safe: up to `connections`
+    requests at once, each on a ccxt instance of its own; backoff and Retry-After waits
+    happen outside them."""
 
     def __init__(
         self,
@@ -85,25 +93,83 @@ class CcxtClient:
         *,
         sleep: Callable[[float], None],
         monotonic: Callable[[], float],
+        now_ms: Callable[[], int] | None = None,
+        gate: ServerGate | None = None,
     ) -> None:
+        if config.connections < 1:
+            raise ExchangeError(f"connections must be >= 1, got {config.connections}")
         self.config = config
         self.credentials = credentials
         self.label = f"{config.exchange_id} ({config.mode})"
-        self.lock = threading.RLock()  # also for ccxt's own helpers (precision)
-        self.retrier = Retrier(config.retry, sleep=sleep, monotonic=monotonic)
+        self.lock = threading.RLock()  # `api`'s: for ccxt's own helpers (precision) too
+        self.gate = gate or ServerGate(monotonic)
+        self.retrier = Retrier(config.retry, sleep=sleep, monotonic=monotonic, gate=self.gate)
         self._sleep = sleep
         self._monotonic = monotonic
-        self._last_request = -math.inf
+        self._now_ms = now_ms
         self._auth_failed: str | None = None
+        self._local = threading.local()  # the call a thread's request belongs to (deadline)
         self.api = build_client(config, credentials, self._pace)
+        # the instances not in use; `api` is the first, the others are made when needed
+        self._free: list[tuple[Any, threading.RLock]] = [(self.api, self.lock)]
+        self._made = 1
+        self._pool = threading.Condition()
 
     def _pace(self, cost: float) -> None:
-        """ccxt's rate limiter (rateLimit ms per unit of cost), on our clock and sleep."""
-        interval = self.api.rateLimit * cost / 1000.0
-        wait = self._last_request + interval - self._monotonic()
-        if wait > 0:
+        """ccxt's rate limiter: spend `cost` from the shared weight budget, waiting on our
+        clock while the last minute is full, unless that would pass the call's deadline."""
+        call: Call | None = getattr(self._local, "call", None)
+        while True:
+            wait = self.gate.reserve(cost)
+            if wait <= 0:
+                return
+            if call is not None and not call.may_wait(wait):
+                raise TransientExchangeError(
+                    f"{self.label}: request weight budget spent ({self.gate.used():.0f} of "
+                    f"{self.gate.limit:.0f} units in the last minute); room in {wait:.1f} s, "
+                    "past the call's deadline"
+                )
             self._sleep(wait)
-        self._last_request = self._monotonic()
+
+    @contextlib.contextmanager
+    def _lease(self) -> Iterator[Any]:
+        """A ccxt instance for one request, used by no other thread meanwhile."""
+        with self._pool:
+            while not self._free and self._made >= self.config.connections:
+                self._pool.wait()
+            if self._free:
+                api, lock = self._free.pop()
+            else:
+                api, lock = self._clone(), threading.RLock()
+                self._made += 1
+        try:
+            with lock:
+                yield api
+        finally:
+            with self._pool:
+                self._free.append((api, lock))
+                self._pool.notify()
+
+    def _clone(self) -> Any:
+        clone = build_client(self.config, self.credentials, self._pace)
+        share_markets(self.api, clone)
+        return clone
+
+    def share_markets(self, source: Any) -> None:
+        """After `source` (re)loaded the markets: every other instance uses them too."""
+        with self._pool:
+            others = [api for api, _ in self._free if api is not source]
+            if source is not self.api:
+                others.append(self.api)
+        for api in others:
+            share_markets(source, api)
+
+    def _share_time_difference(self, source: Any) -> None:
+        diff = source.options.get("timeDifference")
+        with self._pool:
+            others = [api for api, _ in self._free] + [self.api]
+        for api in others:
+            api.options["timeDifference"] = diff
 
     def clean(self, exc: BaseException) -> str:
         return redacted_error(exc, self.credentials)
@@ -116,41 +182,59 @@ class CcxtClient:
         return int(now_ms - int(self.api.options.get("timeDifference") or 0))
 
     def request(self, what: str, symbol: str | None, fn: Callable[[Any], T], call: Call) -> T:
-        """One call `fn(api)` (possibly several HTTP requests), under the lock, sent when
-        the server's pause allows; sent once more after a time resync if refused for
-        clock skew."""
+        """One call `fn(api)` (possibly several HTTP requests) on a ccxt instance of its own,
+        sent when the server's pause allows, each HTTP request timed out at the call's
+        deadline at the latest; sent once more after a time resync if refused for clock
+        skew."""
         name = f"{self.where(symbol)}: {what}"
         resynced = False
         while True:
             self.retrier.before_request(call, name)
-            try:
-                with self.lock:
-                    try:
-                        return fn(self.api)
-                    except (ccxt.DDoSProtection, ccxt.RateLimitExceeded) as exc:
-                        headers = dict(self.api.last_response_headers or {})
-                        pause = server_pause(str(exc), headers, self.config.exchange_id)
-                        if pause is not None:
-                            self.retrier.pause(*pause)
-                        raise
-            except ccxt.InvalidNonce as exc:
-                if resynced:
-                    raise TransientExchangeError(
-                        f"{name} refused for clock skew even after a time resync "
-                        f"({self.clean(exc)}): sync this machine's clock (NTP)"
-                    ) from None
-                self._resync(name, exc)
-                resynced = True
+            with self._lease() as api:
+                api.timeout = self._timeout_ms(call, name)
+                self._local.call = call
+                try:
+                    return fn(api)
+                except (ccxt.DDoSProtection, ccxt.RateLimitExceeded) as exc:
+                    self._note_pause(exc, api)
+                    raise
+                except ccxt.InvalidNonce as exc:
+                    if resynced:
+                        raise TransientExchangeError(
+                            f"{name} refused for clock skew even after a time resync "
+                            f"({self.clean(exc)}): sync this machine's clock (NTP)"
+                        ) from None
+                    self._resync(name, exc, api)
+                    resynced = True
+                finally:
+                    self._local.call = None
 
-    def _resync(self, name: str, exc: BaseException) -> None:
+    def _note_pause(self, exc: BaseException, api: Any) -> None:
+        """A 418 or 429 that says how long: no client of this exchange sends until then."""
+        headers = dict(api.last_response_headers or {})
+        now_ms = None if self._now_ms is None else self.server_now_ms(self._now_ms())
+        pause = server_pause(str(exc), headers, self.config.exchange_id, now_ms)
+        if pause is not None:
+            self.retrier.pause(*pause)
+
+    def _timeout_ms(self, call: Call, name: str) -> int:
+        """The HTTP timeout of the next request: the setting, or less to keep the deadline."""
+        left = call.time_left()
+        if left is None:
+            return self.config.timeout_ms
+        if left <= 0.001:
+            raise TransientExchangeError(f"{name} not sent: the call's deadline has passed")
+        return max(1, min(self.config.timeout_ms, int(left * 1000)))
+
+    def _resync(self, name: str, exc: BaseException, api: Any) -> None:
         try:
-            with self.lock:
-                diff = self.api.load_time_difference()
+            diff = api.load_time_difference()
         except ccxt.BaseError as failed:
             raise TransientExchangeError(
                 f"{name} refused for clock skew ({self.clean(exc)}) and the time resync "
                 f"failed: {self.clean(failed)}"
             ) from None
+        self._share_time_difference(api)
         log.warning(
             "%s refused for clock skew (%s); resynced: local clock %+d ms from the "
             "exchange; retrying once",
@@ -173,8 +257,13 @@ class CcxtClient:
             self.check_auth()
         where = self.where(symbol)
 
+        # the market-data client fails hundreds of symbols at once when the exchange does:
+        # the trader logs one line per reason, so its retries and give-ups are DEBUG
+        level = logging.DEBUG if self.config.quiet else logging.WARNING
+
         def on_retry(exc: BaseException, retry: int, wait: float) -> None:
-            log.warning(
+            log.log(
+                level,
                 "%s: %s failed (%s); retry %d/%d in %.1f s",
                 where,
                 what,
@@ -185,7 +274,8 @@ class CcxtClient:
             )
 
         def give_up(exc: BaseException, stop: GaveUp) -> Exception:
-            log.warning(
+            log.log(
+                level,
                 "%s: %s failed, giving up after %d attempts: %s",
                 where,
                 what,
@@ -239,8 +329,32 @@ class CcxtClient:
             raise AuthenticationFailed(self._auth_failed)
 
     def close(self) -> None:
-        with self.lock:
-            self.api.close()
+        with self._pool:
+            apis = [api for api, _ in self._free]
+        for api in apis:
+            api.close()
+
+
+_MARKET_ATTRIBUTES = (
+    "markets",
+    "markets_by_id",
+    "symbols",
+    "ids",
+    "currencies",
+    "currencies_by_id",
+    "codes",
+    "baseCurrencies",
+    "quoteCurrencies",
+)
+
+
+def share_markets(source: Any, target: Any) -> None:
+    """`target` uses `source`'s loaded markets (the same objects, read-only: no copy, so
+    tens of instances of one role cost one set of markets)."""
+    for name in _MARKET_ATTRIBUTES:
+        if hasattr(source, name):
+            setattr(target, name, getattr(source, name))
+    target.options["timeDifference"] = source.options.get("timeDifference")
 
 
 def build_client(

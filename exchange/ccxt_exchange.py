@@ -22,14 +22,19 @@ All waits use the injected `sleep` and `monotonic`, so tests never sleep.
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable
+from typing import Any
 
 from core.timeframes import timeframe_ms
 from exchange.ccxt_client import CcxtClient, CcxtConfig
 from exchange.ccxt_mapping import closed_candles, num, to_balances, to_markets, to_tickers
 from exchange.ccxt_orders import CcxtOrders
 from exchange.credentials import Credentials
+from exchange.gate import ServerGate
 from exchange.types import Balance, Candle, ExchangeError, Market, Order, OrderRequest, Ticker
+
+MARKETS_MIN_AGE_S = 60.0  # an unknown symbol reloads markets at most this often
 
 
 class CcxtExchange:
@@ -43,14 +48,21 @@ class CcxtExchange:
         now_ms: Callable[[], int],
         sleep: Callable[[float], None],
         monotonic: Callable[[], float],
+        gate: ServerGate | None = None,
+        role: str = "",
     ) -> None:
         self.config = config
         self.name = (
             config.exchange_id if config.mode == "live" else f"{config.exchange_id}-{config.mode}"
         )
+        # Binance accepts a request up to recvWindow after its timestamp, and 1 s ahead
+        self.settle_window_s = config.recv_window_ms / 1000.0 + 1.0
         self._now_ms = now_ms
         self._monotonic = monotonic
-        self._client = CcxtClient(config, credentials, sleep=sleep, monotonic=monotonic)
+        self.role = role  # "market data", "orders", "downloads": for logs
+        self._client = CcxtClient(
+            config, credentials, sleep=sleep, monotonic=monotonic, now_ms=now_ms, gate=gate
+        )
         self._orders = CcxtOrders(
             self._client,
             market=self._require_market,
@@ -61,6 +73,7 @@ class CcxtExchange:
         )
         self._markets: dict[str, Market] = {}
         self._markets_at = -math.inf
+        self._markets_lock = threading.Lock()  # one reload at a time, the others wait for it
         self._tickers: dict[str, Ticker] = {}
         self._tickers_at = -math.inf
         self._history_start: dict[str, int] = {}
@@ -71,13 +84,35 @@ class CcxtExchange:
 
     # --- markets and data --------------------------------------------------------------
 
+    @property
+    def rate_limit_ms(self) -> float:
+        """ccxt's rateLimit: ms per unit of request cost, the pace of the exchange's own limit."""
+        return float(self._client.api.rateLimit)
+
+    @property
+    def gate(self) -> ServerGate:
+        """The server's pause and the weight budget this client shares with the others."""
+        return self._client.gate
+
     def load_markets(self) -> dict[str, Market]:
-        if self._monotonic() - self._markets_at < self.config.markets_ttl_s and self._markets:
-            return dict(self._markets)
-        raw = self._client.read("load_markets", None, lambda c: c.load_markets(reload=True))
-        markets = to_markets(raw, self._client.api.precisionMode)
-        self._markets, self._markets_at = markets, self._monotonic()
-        return dict(markets)
+        return dict(self._load_markets(self.config.markets_ttl_s))
+
+    def _load_markets(self, ttl_s: float) -> dict[str, Market]:
+        """The markets, reloaded when older than `ttl_s`; concurrent callers (the market-data
+        role's requests) wait for one reload instead of each sending one (weight 20)."""
+        with self._markets_lock:
+            if self._monotonic() - self._markets_at < ttl_s and self._markets:
+                return self._markets
+
+            def load(c: Any) -> Any:
+                raw = c.load_markets(reload=True)
+                self._client.share_markets(c)
+                return raw
+
+            raw = self._client.read("load_markets", None, load)
+            markets = to_markets(raw, self._client.api.precisionMode)
+            self._markets, self._markets_at = markets, self._monotonic()
+            return markets
 
     def fetch_tickers(self) -> dict[str, Ticker]:
         """Every spot ticker, from one request; reused for tickers_ttl_s (it is expensive:
@@ -146,7 +181,10 @@ class CcxtExchange:
         return closed
 
     def _require_market(self, symbol: str) -> Market:
-        market = self.load_markets().get(symbol)
+        market = self._load_markets(self.config.markets_ttl_s).get(symbol)
+        if market is None and self._monotonic() - self._markets_at >= MARKETS_MIN_AGE_S:
+            # listed since the last reload? (at most once a minute: exchangeInfo is heavy)
+            market = self._load_markets(0.0).get(symbol)
         if market is None:
             raise ExchangeError(f"{symbol}: not a spot market on {self._client.label}")
         return market

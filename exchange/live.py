@@ -100,6 +100,8 @@ class LiveMarket:
 class LivePaperExchange:
     """`ExchangePort`: a public exchange's market data, fills on the paper exchange."""
 
+    settle_window_s = 0.0  # orders are the paper exchange's: they exist once placed
+
     def __init__(
         self,
         public: ExchangePort,

@@ -107,6 +107,7 @@ class PaperExchange:
     """
 
     name = "paper"
+    settle_window_s = 0.0  # in-process: an order exists once create_order returned
 
     def __init__(
         self,

@@ -7,13 +7,16 @@ both implement it; actors only ever see this Protocol. Every method may raise
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from exchange.types import Balance, Candle, Market, Order, OrderRequest, Ticker
 
 
 class ExchangePort(Protocol):
     name: str  # "paper", "binance", ...
+    # How long after a send an order may still appear on the exchange: a signed request is
+    # accepted until its recvWindow has passed (Binance: recvWindow + 1 s). 0: at once.
+    settle_window_s: float
 
     def load_markets(self) -> dict[str, Market]:
         """Every spot market the exchange lists now, keyed by unified symbol."""
@@ -58,3 +61,26 @@ class ExchangePort(Protocol):
     def close(self) -> None:
         """Release connections and flush any state the exchange keeps on disk."""
         ...
+
+
+class ExchangeRoles(NamedTuple):
+    """One client per role, so that no role's requests wait behind another's: a history
+    download or an order lookup never delays the candles (docs/exchanges.md). Real
+    exchanges get three clients sharing one `exchange.gate.ServerGate`; the paper
+    exchange, in-process, serves all three."""
+
+    orders: ExchangePort  # the trader: orders, balances, reconciliation
+    market_data: ExchangePort  # the market-data actor: the candles decided on
+    downloads: ExchangePort  # coverage (universe, history starts) and trainers' downloads
+
+    @classmethod
+    def single(cls, exchange: ExchangePort) -> ExchangeRoles:
+        return cls(orders=exchange, market_data=exchange, downloads=exchange)
+
+    def distinct(self) -> list[ExchangePort]:
+        """Each client once (to close them)."""
+        seen: list[ExchangePort] = []
+        for client in self:
+            if not any(client is other for other in seen):
+                seen.append(client)
+        return seen

@@ -7,9 +7,13 @@ pause (HTTP 429 Retry-After, a 418 IP ban): until it ends no request is sent at 
 
 Two limits bound the waiting: `max_wait_s`, the longest single wait, and
 `deadline_s`, the longest a whole call may take, waits included (None: no total
-limit). A wait that would break either is not made: the call fails at once, saying
-how long the pause has left. Calls nested in another one (an order lookup inside an
-order placement) share its deadline.
+limit; the bot sets it from `exchange.deadline_s`). A wait that would break either
+is not made: the call fails at once, saying how long the pause has left and when it
+ends, and the caller tries again later (the trader at the next candle). Calls nested
+in another one (an order lookup inside an order placement) share its deadline.
+
+The pause lives in a `ServerGate` (exchange/gate.py) that every client of one
+exchange shares: a ban stops them all.
 
 Everything waits through the `sleep` and `monotonic` given to `Retrier`, so tests
 drive it with a fake clock and never sleep.
@@ -18,21 +22,24 @@ drive it with a fake clock and never sleep.
 from __future__ import annotations
 
 import logging
-import math
 import re
 from collections.abc import Callable, Mapping
 from typing import NamedTuple, TypeVar
 
 import msgspec
 
+from core.timefmt import format_utc
+from exchange.gate import ServerGate
 from exchange.types import TransientExchangeError
 
 log = logging.getLogger("tradeactors.exchange")
 
 T = TypeVar("T")
 
-BAN_DEFAULT_S = 120.0  # a 418 without Retry-After: Binance bans start at 2 minutes
+BAN_DEFAULT_S = 120.0  # a 418 that says neither how long nor until when: bans start at 2 minutes
 _HTTP_STATUS = re.compile(r"\b(418|429)\b")
+# Binance's -1003 text: "Way too much request weight used; IP banned until 1567656195773."
+_BANNED_UNTIL = re.compile(r"banned until (\d{12,14})")
 
 
 class RetryPolicy(msgspec.Struct, frozen=True, kw_only=True):
@@ -48,10 +55,18 @@ class RetryPolicy(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def server_pause(
-    error_text: str, headers: Mapping[str, str], exchange_id: str
+    error_text: str,
+    headers: Mapping[str, str],
+    exchange_id: str,
+    now_ms: int | None = None,
 ) -> tuple[float, str] | None:
     """How long the server asked us to stay quiet, and why, from a rate-limit error's text
-    (which carries the HTTP status) and the reply's headers; None if it did not say."""
+    (which carries the HTTP status) and the reply's headers; None if it did not say.
+
+    A ban lasts what its Retry-After header says, else until the time in Binance's
+    "banned until <ms>" text (read against `now_ms`, the exchange's clock), else
+    BAN_DEFAULT_S. With `now_ms` the reason names the time it ends.
+    """
     match = _HTTP_STATUS.search(error_text)
     status = match.group(1) if match else None
     retry_after: float | None = None
@@ -61,12 +76,28 @@ def server_pause(
                 retry_after = float(value)
             except ValueError:
                 retry_after = None
-    if status == "418":
-        seconds = retry_after if retry_after is not None else BAN_DEFAULT_S
-        return seconds, f"IP banned by {exchange_id} (HTTP 418) for {seconds:.0f} s"
+    until = _BANNED_UNTIL.search(error_text)
+    if status == "418" or (until is not None and retry_after is None):
+        seconds = retry_after
+        if seconds is None and until is not None and now_ms is not None:
+            seconds = max(0.0, (int(until.group(1)) - now_ms) / 1000)
+        if seconds is None:
+            seconds = BAN_DEFAULT_S
+        return seconds, f"IP banned by {exchange_id} (HTTP 418) for {seconds:.0f} s" + _until(
+            now_ms, seconds
+        )
     if retry_after is not None:
-        return retry_after, f"rate limited (HTTP {status or 429}), Retry-After {retry_after:.0f} s"
+        return retry_after, (
+            f"rate limited (HTTP {status or 429}), Retry-After {retry_after:.0f} s"
+            + _until(now_ms, retry_after)
+        )
     return None
+
+
+def _until(now_ms: int | None, seconds: float) -> str:
+    if now_ms is None:
+        return ""
+    return f", until {format_utc(now_ms / 1000 + seconds, seconds=True)}"
 
 
 class GaveUp(NamedTuple):
@@ -89,14 +120,20 @@ class Call:
         policy = self._retrier.policy
         if seconds > policy.max_wait_s:
             return False
-        if policy.deadline_s is None:
-            return True
-        return self._retrier.monotonic() - self.started + seconds <= policy.deadline_s
+        left = self.time_left()
+        return left is None or seconds <= left
+
+    def time_left(self) -> float | None:
+        """Seconds until the call's deadline (None: it has none)."""
+        deadline = self._retrier.policy.deadline_s
+        if deadline is None:
+            return None
+        return self.started + deadline - self._retrier.monotonic()
 
 
 class Retrier:
-    """Runs calls under a `RetryPolicy`. One per client: the server's pause applies to
-    every call made through it, from any thread."""
+    """Runs calls under a `RetryPolicy`. One per client; the server's pause is the `gate`'s,
+    shared by every client of the exchange (default: a gate of its own)."""
 
     def __init__(
         self,
@@ -104,34 +141,33 @@ class Retrier:
         *,
         sleep: Callable[[float], None],
         monotonic: Callable[[], float],
+        gate: ServerGate | None = None,
     ) -> None:
         self.policy = policy
         self.sleep = sleep
         self.monotonic = monotonic
-        self._quiet_until = -math.inf
-        self._quiet_reason = ""
+        self.gate = gate or ServerGate(monotonic)
 
     # --- the server's pause ----------------------------------------------------------------
 
     def pause(self, seconds: float, reason: str) -> None:
         """The server asked for `seconds` without requests (a later end wins)."""
-        until = self.monotonic() + seconds
-        if until > self._quiet_until:
-            self._quiet_until, self._quiet_reason = until, reason
+        self.gate.pause(seconds, reason)
 
     def pause_left(self) -> float:
-        return self._quiet_until - self.monotonic()
+        return self.gate.pause_left()
 
     def before_request(self, call: Call, name: str) -> None:
         """Wait out the server's pause, or refuse to send when the wait is too long."""
         left = self.pause_left()
         if left <= 0:
             return
+        reason = self.gate.quiet_reason
         if not call.may_wait(left):
             raise TransientExchangeError(
-                f"{name} not sent: {self._quiet_reason}; {left:.0f} s left, no request until then"
+                f"{name} not sent: {reason}; {left:.0f} s left, no request until then"
             )
-        log.warning("%s waits %.1f s (%s)", name, left, self._quiet_reason)
+        log.warning("%s waits %.1f s (%s)", name, left, reason)
         self.sleep(left)
 
     # --- retries ---------------------------------------------------------------------------
@@ -170,7 +206,7 @@ class Retrier:
 
     def _why_not(self, wait: float) -> str:
         if self.pause_left() >= wait:
-            return self._quiet_reason
+            return self.gate.quiet_reason
         if wait > self.policy.max_wait_s:
             return f"a wait of {wait:.0f} s is over the {self.policy.max_wait_s:.0f} s limit"
         return (

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import msgspec
 
+from core.timefmt import format_utc
 from exchange.port import ExchangePort
 from exchange.types import Balance, Order
 from policy.reconcile import (
@@ -23,6 +24,7 @@ from policy.reconcile import (
     position_of,
     position_row,
     resolve_order,
+    still_in_flight,
 )
 from policy.risk import Position
 from storage.ledger import (
@@ -70,8 +72,20 @@ def record_order(ledger: Ledger, client_order_id: str, order: Order, now: float)
         )
 
 
-def reconcile(exchange: ExchangePort, ledger: Ledger, now: float) -> ReconcileReport:
+def reconcile(
+    exchange: ExchangePort,
+    ledger: Ledger,
+    now: float,
+    *,
+    settle_s: float = 0.0,
+    when: str = "at the restart",
+) -> ReconcileReport:
     """Resolve unknown orders, refresh resting ones, check positions against balances.
+
+    A SENT order the exchange does not have, sent less than `settle_s` ago (the
+    exchange's recvWindow: it may still arrive), stays SENT and is counted in
+    `report.in_flight`, with `report.retry_at` the time to look again (on the
+    caller's clock: nothing here waits). `when` goes into the notes.
 
     Raises ExchangeError if the exchange cannot be asked; what was resolved until
     then stays recorded, and running it again continues from there.
@@ -79,7 +93,17 @@ def reconcile(exchange: ExchangePort, ledger: Ledger, now: float) -> ReconcileRe
     report = ReconcileReport(resolved={}, mismatches=[], notes=[])
     for row in ledger.orders(*UNRESOLVED, *LIVE):
         found = exchange.fetch_order(row.symbol, row.client_order_id)
-        resolution = resolve_order(row, found)
+        until = still_in_flight(row, now, settle_s) if found is None else None
+        if until is not None:
+            report.in_flight += 1
+            report.retry_at = max(report.retry_at or until, until)
+            report.notes.append(
+                f"{row.symbol}: order {row.client_order_id} ({row.intent}) was sent "
+                f"{now - row.updated_at:.1f} s ago and is not on the exchange yet; it may still "
+                f"arrive until {format_utc(until, seconds=True)} (recvWindow): looked up again then"
+            )
+            continue
+        resolution = resolve_order(row, found, when)
         if resolution.note:
             (report.mismatches if resolution.mismatch else report.notes).append(resolution.note)
         if row.state in UNRESOLVED:
@@ -90,14 +114,14 @@ def reconcile(exchange: ExchangePort, ledger: Ledger, now: float) -> ReconcileRe
             ledger.update(
                 row.client_order_id,
                 state=OrderState.REJECTED,
-                error=f"{NEVER_SENT}: not on the exchange at the restart",
+                error=f"{NEVER_SENT}: not on the exchange {when}",
                 updated_at=now,
             )
         elif resolution.outcome == "vanished":
             ledger.update(
                 row.client_order_id,
                 state=OrderState.CANCELED,
-                error="no longer on the exchange at the restart",
+                error=f"no longer on the exchange {when}",
                 updated_at=now,
             )
         elif found is not None and resolution.outcome not in ("unchanged", "conflict"):

@@ -8,7 +8,10 @@ recorded). Each is looked up on the exchange by its client order id:
   position, exactly as if the answer had arrived before the crash;
 - not found: it never reached the exchange. It is marked REJECTED with the
   reason; its client id comes from (symbol, candle, intent), so the same
-  decision can never be sent a second time.
+  decision can never be sent a second time. Except while a SENT order may still
+  arrive: a request is accepted up to the exchange's recvWindow after it left
+  (`settle_s`), so until then "not found" proves nothing, and the order is looked
+  up again once that time has passed (`still_in_flight`).
 
 Orders resting on the exchange (OPEN/PARTIAL) are refreshed the same way. Then
 every position the bot has traded is compared with the exchange's balance of its
@@ -29,6 +32,7 @@ from typing import Any
 
 import msgspec
 
+from core.text import plural
 from exchange.types import Order, OrderStatus, Side
 from policy.risk import Position
 from storage.ledger import (
@@ -117,14 +121,25 @@ class Resolution(msgspec.Struct, frozen=True):
     mismatch: bool = False
 
 
-def resolve_order(row: OrderRow, found: Order | None) -> Resolution:
-    """What to make of a ledger order given what the exchange has under its client id."""
+def still_in_flight(row: OrderRow, now: float, settle_s: float) -> float | None:
+    """Until when a SENT order the exchange does not have may still arrive (its request
+    can be accepted up to `settle_s` after it left, which was when the row became SENT);
+    None when it can no longer."""
+    if row.state != OrderState.SENT or settle_s <= 0:
+        return None
+    until = row.updated_at + settle_s
+    return until if now < until else None
+
+
+def resolve_order(row: OrderRow, found: Order | None, when: str = "at the restart") -> Resolution:
+    """What to make of a ledger order given what the exchange has under its client id;
+    `when` the lookup happens, for the notes ("at the restart", "after an unknown outcome")."""
     coid, was = row.client_order_id, row.state
     if found is None:
         if was in UNRESOLVED:
             return Resolution(
                 outcome=NEVER_SENT,
-                note=f"{row.symbol}: order {coid} ({row.intent}) was {was} at the restart and "
+                note=f"{row.symbol}: order {coid} ({row.intent}) was {was} {when} and "
                 "the exchange never saw it: marked REJECTED (never sent)",
             )
         return Resolution(
@@ -147,7 +162,7 @@ def resolve_order(row: OrderRow, found: Order | None) -> Resolution:
     price = f" at {found.average_price:.8g}" if found.average_price else ""
     return Resolution(
         outcome=str(state).lower(),
-        note=f"{row.symbol}: order {coid} ({row.intent}) was {was} at the restart; the exchange "
+        note=f"{row.symbol}: order {coid} ({row.intent}) was {was} {when}; the exchange "
         f"has it {state} ({found.filled:.10g} of {found.amount:.10g}{price}): recorded",
     )
 
@@ -206,8 +221,6 @@ def check_position(
     )
 
 
-
-
 class ReconcileReport(msgspec.Struct):
     resolved: dict[str, int] = {}  # outcome -> count, for orders that were NEW or SENT
     refreshed: int = 0  # resting orders whose state or fill moved
@@ -215,20 +228,20 @@ class ReconcileReport(msgspec.Struct):
     positions: int = 0
     mismatches: list[str] = []
     notes: list[str] = []
+    in_flight: int = 0  # SENT orders not on the exchange yet that may still arrive
+    retry_at: float | None = None  # when the last of them can no longer arrive
 
     def summary(self, exchange: str) -> str:
         n = sum(self.resolved.values())
         order = ("filled", "partial", "open", "canceled", "rejected", NEVER_SENT)
         parts = [f"{self.resolved[k]} {k}" for k in order if self.resolved.get(k)]
         detail = f" ({', '.join(parts)})" if parts else ""
-        text = f"Reconciled with {exchange}: {_plural(n, 'order')} resolved{detail}"
+        text = f"Reconciled with {exchange}: {plural(n, 'order')} resolved{detail}"
         if self.open_orders:
-            text += f", {_plural(self.open_orders, 'open order')}"
+            text += f", {plural(self.open_orders, 'open order')}"
+        if self.in_flight:
+            text += f", {plural(self.in_flight, 'order')} maybe still in flight"
         return (
-            f"{text}, {_plural(self.positions, 'position')}, "
-            f"{_plural(len(self.mismatches), 'mismatch', 'mismatches')}"
+            f"{text}, {plural(self.positions, 'position')}, "
+            f"{plural(len(self.mismatches), 'mismatch', 'mismatches')}"
         )
-
-
-def _plural(n: int, word: str, words: str | None = None) -> str:
-    return f"{n} {word if n == 1 else (words or word + 's')}"

@@ -366,6 +366,7 @@ class FakeBinance:
     ) -> tuple[int, Any, dict[str, str]]:
         with self._busy_cond:
             self._busy += 1
+            self._busy_cond.notify_all()  # for whoever waits for requests to be in
         try:
             delay = self._delay_of(method, path)
             if delay is None:

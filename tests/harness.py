@@ -107,7 +107,8 @@ class Bot:
     Its database is `tmp_path/var/tradeactors.db`. `at`: the clock's start (a bot
     made again on the same tmp_path later is a restart); `paper_state`: the paper
     exchange keeps its state in `var/paper/state.json` (survives a restart);
-    `pool`: another TrainingPool (e.g. worker processes).
+    `pool`: another TrainingPool (e.g. worker processes); `roles(paper)`: the System's
+    `ExchangeRoles` (default: the paper exchange in every role).
     """
 
     def __init__(
@@ -118,6 +119,7 @@ class Bot:
         at: float = T0,
         paper_state: bool = False,
         pool: Any = None,
+        roles: Any = None,
         **sections: Any,
     ) -> None:
         from app.builders import build_paper_exchange
@@ -140,7 +142,7 @@ class Bot:
         self.system = System(
             self.settings,
             self.clock,
-            self.exchange,
+            roles(self.exchange) if roles is not None else self.exchange,
             pool or TrainingPool(workers=1, kind="thread"),
         )
         self.events = events_recorder(self.system.events)
@@ -185,6 +187,71 @@ def traded_params(**overrides: Any) -> Any:
         "min_auc": 0.0,
     }
     return TrainParams(**(defaults | overrides))
+
+
+def start_trader(
+    *,
+    clock: Any,
+    exchange: Any,
+    ledger: Any,
+    trading: Any,
+    store: Any,
+    coverage: Any,
+    runtime: Runtime,
+    events: Topic | None = None,
+    heartbeat_s: float = 600,
+    health_s: float = 300,
+    max_in_flight: int = 1,
+    deadline_s: float | None = None,
+    market_exchange: Any = None,
+    trader_class: Any = None,
+    **trader_options: Any,
+) -> pykka.ActorRef[Any]:
+    """A TraderActor on 1m candles and the MarketDataActor it asks for them, both on `runtime`
+    (stopped by the autouse fixture at the end of a test; a benchmark stops them). Options:
+    `market_exchange`, the market-data role's client (default: `exchange`, as with paper);
+    `trader_class`, a TraderActor subclass built with `trader_options` besides."""
+    from actors.market_data import MarketDataActor
+    from actors.trader import TraderActor
+    from models.features import LOOKBACK_BARS
+
+    market_data = MarketDataActor.start(
+        clock=clock,
+        exchange=market_exchange or exchange,
+        timeframe="1m",
+        bars=LOOKBACK_BARS + 5,
+        max_in_flight=max_in_flight,
+        deadline_s=deadline_s,
+        events=events,
+        runtime=runtime,
+    )
+    return (trader_class or TraderActor).start(
+        clock=clock,
+        exchange=exchange,
+        ledger=ledger,
+        trading=trading,
+        timeframe="1m",
+        heartbeat_s=heartbeat_s,
+        health_s=health_s,
+        quote="USDT",
+        store=store,
+        coverage=coverage,
+        market_data=market_data,
+        events=events,
+        runtime=runtime,
+        **trader_options,
+    )
+
+
+def make_tradable(trader: Any, models: dict[str, Any]) -> None:
+    """Tell the trader that each symbol of `models` is ACTIVE with that model (what the store
+    and coverage would)."""
+    from actors.messages import ModelsUpdated, SymbolStates
+    from policy.lifecycle import SymbolRecord, SymbolState
+
+    trader.tell(ModelsUpdated(version="v", symbols=(), models=dict(models)))
+    records = tuple(SymbolRecord(symbol=s, state=SymbolState.ACTIVE) for s in sorted(models))
+    trader.tell(SymbolStates(records=records))
 
 
 def stage_model(models_dir: Path, symbol: str, trained_at: float = T0, seed: int = 1) -> Path:

@@ -26,6 +26,7 @@ from actors.messages import (
     Pause,
     PublishFailed,
     PublishModel,
+    RefreshUniverse,
     Resume,
     SignalProduced,
     Subscribe,
@@ -34,7 +35,6 @@ from actors.messages import (
     UnblockSymbol,
 )
 from actors.model_store import ModelStoreActor
-from actors.trader import TraderActor
 from app.builders import build_paper_exchange
 from config.settings import Settings, TradingSettings, UniverseSettings
 from exchange.paper import PaperExchange
@@ -42,7 +42,16 @@ from exchange.synthetic import SyntheticMarket
 from exchange.types import TransientExchangeError
 from policy.lifecycle import SymbolRecord, SymbolState
 from storage.ledger import MemoryLedger, OrderState
-from tests.harness import HOLD, T0, Recorder, new_clock, published_model, settle, stage_model
+from tests.harness import (
+    HOLD,
+    T0,
+    Recorder,
+    new_clock,
+    published_model,
+    settle,
+    stage_model,
+    start_trader,
+)
 
 
 class StandInTrainer(BaseActor):
@@ -120,6 +129,17 @@ def test_coverage_subscribes_and_waits_for_the_store_before_deciding(rig: Covera
         "USDC/USDT": SymbolState.TRAINING,
     }
     assert [c.trigger for c in rig.events.of(CoverageChecked)] == ["startup"]
+
+
+def test_a_universe_refresh_before_the_store_answered_says_it_was_skipped(
+    rig: CoverageRig,
+) -> None:
+    result = rig.ref.ask(RefreshUniverse())
+    assert not result.ok and result.detail.startswith("skipped: the model store has not answered")
+    rig.ref.tell(ModelsUpdated(version=None, symbols=(), models={}))
+    settle(rig.runtime)  # the startup refresh
+    result = rig.ref.ask(RefreshUniverse())
+    assert result == CommandResult(ok=True, detail="universe refreshed and evaluated: 3 symbols")
 
 
 def test_coverage_with_models_on_disk_trains_nothing(rig: CoverageRig, tmp_path: Path) -> None:
@@ -245,15 +265,11 @@ class TraderRig:
     ) -> None:
         self.store, self.coverage, self.events = Recorder(), Recorder(), Recorder()
         self.runtime = Runtime()
-        self.ref = TraderActor.start(
+        self.ref = start_trader(
             clock=clock,
             exchange=exchange,
             ledger=ledger,
             trading=TradingSettings(**trading),
-            timeframe="1m",
-            heartbeat_s=600,
-            health_s=300,
-            quote="USDT",
             store=self.store,
             coverage=self.coverage,
             events=Topic({"probe": self.events}),
@@ -295,7 +311,7 @@ def test_trader_signals_and_orders_only_for_active_symbols(
     row = ledger.get(orders[0].client_order_id)
     assert row is not None and row.state is OrderState.FILLED
     assert exchange.fetch_order("BTC/USDT", orders[0].client_order_id) is not None
-    assert "Bot heartbeat: 1 active symbols, 1 blocked, 1 open positions" in caplog.text
+    assert "Bot heartbeat: 1 active symbol, 1 blocked, 1 open position" in caplog.text
 
 
 def test_paused_trader_makes_no_entries(

@@ -33,6 +33,7 @@ from actors.messages import (
     UniverseRefreshed,
 )
 from admin.protocol import MAX_FRAME_BYTES, AdminRequest, ErrorReply, decode_request
+from exchange.types import TransientExchangeError
 from policy.lifecycle import DAY_S, SymbolState
 from policy.risk import Intent
 from tests.admin_client import TOKEN, AdminBot
@@ -224,7 +225,7 @@ def test_reload_models_and_refresh_universe_reach_their_actors(admin: MakeAdmin)
     bot, c = a.bot, a.client()
     bot.events.clear()
     reply = c.call("ReloadModels")
-    assert reply["ok"] and reply["detail"] == "1 models, newest v000001"
+    assert reply["ok"] and reply["detail"] == "reloaded: 1 model, newest v000001"
     bot.settle()
     assert [r.trigger for r in bot.events.of(ModelsReloaded)] == ["admin"]
     reply = c.call("RefreshUniverse")
@@ -232,6 +233,34 @@ def test_reload_models_and_refresh_universe_reach_their_actors(admin: MakeAdmin)
     bot.settle()
     assert len(bot.events.of(UniverseRefreshed)) == 1
     assert [e.trigger for e in bot.events.of(CoverageChecked)] == ["universe"]
+
+
+def test_reload_models_and_refresh_universe_say_when_they_failed(admin: MakeAdmin) -> None:
+    """Both answered "done" whatever happened: a refused model or an exchange that did not
+    answer was only in the log."""
+    a = admin(["BTC/USDT", "PEPE/USDT"])
+    bot, c = a.bot, a.client()
+    models_dir = Path(bot.settings.data_dir) / "models"
+    (models_dir / "v000002").mkdir()  # a version without its manifest
+    reply = c.call("ReloadModels")
+    assert not reply["ok"]
+    assert reply["detail"].startswith("reloaded with 1 version refused (")
+    assert reply["detail"].endswith("): serving 1 model, newest v000001")
+
+    def down() -> Any:
+        raise TransientExchangeError("paper: connection refused")
+
+    bot.exchange.load_markets = down  # type: ignore[method-assign]
+    bot.events.clear()
+    reply = c.call("RefreshUniverse")
+    assert reply == {
+        "type": "Reply",
+        "id": reply["id"],
+        "ok": False,
+        "detail": "universe refresh failed, kept 2 symbols: paper: connection refused",
+    }
+    bot.settle()
+    assert bot.events.of(UniverseRefreshed) == [] and bot.events.of(CoverageChecked) == []
 
 
 def test_watch_streams_transitions_orders_and_heartbeats_until_unwatch(admin: MakeAdmin) -> None:

@@ -28,6 +28,7 @@ from core.timeframes import DAY_MS, MINUTE_MS
 from exchange.ccxt_client import CcxtConfig
 from exchange.ccxt_exchange import CcxtExchange
 from exchange.credentials import API_KEY_ENV, API_SECRET_ENV, Credentials, MissingCredentials
+from exchange.gate import ServerGate
 from exchange.retry import RetryPolicy
 from exchange.synthetic import SymbolSpec
 from exchange.types import (
@@ -65,7 +66,11 @@ def clock() -> FakeTime:
 
 
 def connect(
-    fake: FakeBinance, clock: FakeTime, secret: str = API_SECRET, **config: Any
+    fake: FakeBinance,
+    clock: FakeTime,
+    secret: str = API_SECRET,
+    gate: ServerGate | None = None,
+    **config: Any,
 ) -> CcxtExchange:
     settings: dict[str, Any] = {"base_url": fake.url, "timeout_ms": 300, "rate_limit": False}
     return CcxtExchange(
@@ -74,6 +79,7 @@ def connect(
         now_ms=real_ms,
         sleep=clock.sleep,
         monotonic=clock.monotonic,
+        gate=gate,
     )
 
 
@@ -478,7 +484,9 @@ def test_a_deadline_makes_a_retry_after_longer_than_it_fail_at_once(
     ex = connect(fake, clock, retry=RetryPolicy(deadline_s=5.0))
     ex.load_markets()
     fake.fail("/api/v3/ticker/24hr", 429, -1003, "Too many requests.", retry_after=30)
-    with pytest.raises(TransientExchangeError, match=r"Retry-After 30 s\)$"):
+    with pytest.raises(
+        TransientExchangeError, match=r"Retry-After 30 s, until [-\d]+ [:\d]+ UTC\)$"
+    ):
         ex.fetch_tickers()
     assert clock.sleeps == [] and fake.count("GET", "/api/v3/ticker/24hr") == 1
     with pytest.raises(TransientExchangeError, match="30 s left, no request until then"):
@@ -525,13 +533,86 @@ def test_create_order_skew_is_resent_once_after_resync(ex: CcxtExchange, fake: F
     assert fake.count("POST", ORDER) == 2 and len(fake.orders_with_client_id("ta-late-clock")) == 1
 
 
-def test_pacing_uses_the_injected_sleep(fake: FakeBinance, clock: FakeTime) -> None:
-    ex = connect(fake, clock, rate_limit=True)
+def test_the_weight_budget_lets_a_burst_through_then_waits_or_fails_at_the_deadline(
+    fake: FakeBinance, clock: FakeTime
+) -> None:
+    """ccxt's own throttle spaces requests cost x rateLimit apart (500 candle requests: 10 s);
+    the exchange counts weight per minute, so a burst may go at once while the minute's total
+    stays under the budget."""
+    gate = ServerGate(clock.monotonic, limit=5.1)  # ccxt units a minute (Binance: x5 weight)
+    ex = connect(fake, clock, gate=gate, rate_limit=True)
+    ex.load_markets()  # exchangeInfo 4 units, the server time 0.2
+    ex.fetch_ohlcv("BTC/USDT", "1m", limit=2)  # klines: 0.4 units each, no wait
+    ex.fetch_ohlcv("BTC/USDT", "1m", limit=2)
+    assert clock.sleeps == [] and gate.used() == pytest.approx(5.0)
+    clock.t += 30
+    ex.fetch_ohlcv("BTC/USDT", "1m", limit=2)  # 5.4 > 5.1: waits until exchangeInfo's 4 leave
+    assert clock.sleeps == [30.0]
+    hurried = connect(fake, clock, gate=gate, rate_limit=True, retry=RetryPolicy(deadline_s=5.0))
+    hurried.load_markets()
+    assert gate.reserve(gate.limit - gate.used()) == 0.0  # another role spends the rest
+    with pytest.raises(TransientExchangeError, match=r"request weight budget spent .*deadline"):
+        hurried.fetch_ohlcv("BTC/USDT", "1m", limit=2)
+    assert clock.sleeps == [30.0]  # failed at once
+
+
+def test_a_ban_stops_every_role_and_fails_at_once_with_the_time_it_ends(
+    fake: FakeBinance, clock: FakeTime
+) -> None:
+    gate = ServerGate(clock.monotonic)
+    policy = RetryPolicy(deadline_s=3.0, max_wait_s=3.0)
+    market_data = connect(fake, clock, gate=gate, retry=policy)
+    orders = connect(fake, clock, gate=gate, retry=policy)
+    market_data.load_markets()
+    orders.load_markets()
+    until_ms = real_ms() + 5_000
+    # Binance's own reply: no Retry-After header, the end in the text
+    fake.fail(KLINES, 418, -1003, f"Way too much request weight used; IP banned until {until_ms}.")
+    with pytest.raises(
+        TransientExchangeError, match=r"IP banned by binance \(HTTP 418\) for 5 s, until"
+    ) as err:
+        market_data.fetch_ohlcv("BTC/USDT", "1m", limit=2)
+    assert "1970" not in str(err.value)
+    assert clock.sleeps == [] and fake.count("GET", KLINES) == 1  # not waited, not retried
+    sent = len(fake.requests)
+    with pytest.raises(TransientExchangeError, match=r"not sent: IP banned .* s left, no request"):
+        orders.fetch_balances()  # another role's client: the ban is per IP
+    assert len(fake.requests) == sent
+    clock.t += 5  # the next candle, after the ban
+    assert len(market_data.fetch_ohlcv("BTC/USDT", "1m", limit=2)) == 2
+
+
+def test_a_request_that_stalls_is_cut_at_the_calls_deadline_not_its_http_timeout(
+    fake: FakeBinance, clock: FakeTime
+) -> None:
+    """A 10 s HTTP timeout inside a 0.4 s deadline: the request is given 0.4 s, not 10."""
+    ex = connect(fake, clock, timeout_ms=10_000, retry=RetryPolicy(deadline_s=0.4))
     ex.load_markets()
-    clock.sleeps.clear()
-    ex.fetch_ohlcv("BTC/USDT", "1m", limit=999)
-    ex.fetch_ohlcv("BTC/USDT", "1m", limit=999)
-    assert clock.sleeps == [0.02, 0.02]  # klines: cost 0.4 x rateLimit 50 ms, back to back
+    fake.stall(KLINES, 3.0)  # answers after 3 s: in time for the 10 s timeout, not the deadline
+    with pytest.raises(TransientExchangeError, match=r"deadline"):
+        ex.fetch_ohlcv("BTC/USDT", "1m", limit=2)
+    assert fake.count("GET", KLINES) == 1
+
+
+def test_concurrent_requests_each_get_a_connection_and_share_the_markets(
+    fake: FakeBinance, clock: FakeTime
+) -> None:
+    import concurrent.futures
+
+    ex = connect(fake, clock, connections=4, timeout_ms=10_000)
+    ex.load_markets()
+    release = threading.Event()
+    fake.stall(KLINES, 0.0, times=4, before=True, release=release)  # held until released
+    symbols = ["BTC/USDT", "ETH/USDT", "SOL/USDT", "XRP/USDT"]
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        futures = [pool.submit(ex.fetch_ohlcv, s, "1m", None, 2) for s in symbols]
+        with fake._busy_cond:  # all four are in the fake at once
+            all_in = fake._busy_cond.wait_for(lambda: fake._busy == 4, timeout=10)
+        release.set()
+        rows = [f.result() for f in futures]
+    assert all_in
+    assert all(len(r) == 2 for r in rows)
+    assert fake.count("GET", "/api/v3/exchangeInfo") == 1  # the other instances share them
 
 
 # --- keys and authentication ----------------------------------------------------------------
@@ -580,9 +661,12 @@ def test_supervisor_builds_ccxt_exchange_and_refuses_unconfirmed_live(fake: Fake
     settings = msgspec.convert({"exchange": {"kind": "ccxt", "base_url": fake.url}}, Settings)
     clock = RealClock()
     try:
-        exchange = build_ccxt_exchange(settings, clock, env)
-        assert exchange.name == "binance-sandbox"
-        assert "BTC/USDT" in exchange.load_markets()
+        roles = build_ccxt_exchange(settings, clock, env)
+        assert len(roles.distinct()) == 3  # one client per role
+        assert {client.name for client in roles} == {"binance-sandbox"}
+        assert len({id(client.gate) for client in roles}) == 1  # one ban, one weight budget
+        assert roles.orders.gate.limit == 600  # half of Binance's 1200 units (6000 weight)
+        assert "BTC/USDT" in roles.market_data.load_markets()
         with pytest.raises(SettingsError, match="needs API keys: set TRADEACTORS_API_KEY"):
             build_ccxt_exchange(settings, clock, {})
         live = msgspec.convert({"exchange": {"kind": "ccxt", "mode": "live"}}, Settings)

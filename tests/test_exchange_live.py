@@ -36,7 +36,7 @@ def test_paper_fills_on_live_public_prices_and_survive_a_restart(tmp_path: Path)
     clock = VirtualClock(start=time.time())
     with FakeBinance(market_ms=lambda: int(clock.now() * 1000)) as fake:
         settings = live_settings(fake.url, tmp_path)
-        exchange = build_exchange(settings, clock)
+        exchange = build_exchange(settings, clock).orders
         assert isinstance(exchange, LivePaperExchange) and exchange.name == "paper-binance"
         markets = exchange.load_markets()
         step, _ = fake._filters["BTC/USDT"]
@@ -55,7 +55,7 @@ def test_paper_fills_on_live_public_prices_and_survive_a_restart(tmp_path: Path)
         exchange.close()
 
         clock.advance(600)  # a restart ten minutes later: prices moved, the paper state did not
-        again = build_exchange(settings, clock)
+        again = build_exchange(settings, clock).orders
         assert again.fetch_order("BTC/USDT", "ta-live-1") == order
         assert again.create_order(OrderRequest("BTC/USDT", Side.BUY, 0.01, "ta-live-1")) == order
         assert again.fetch_balances()["BTC"].free == 0.01
@@ -76,7 +76,7 @@ def test_an_exchange_down_at_start_is_a_warning_and_orders_wait(
         url = fake.url
     settings = live_settings(url, tmp_path)
     with caplog.at_level(logging.WARNING, logger="tradeactors"):
-        exchange = build_exchange(settings, clock)  # the fake is gone: nothing answers
+        exchange = build_exchange(settings, clock).orders  # the fake is gone: nothing answers
     assert "binance does not answer at start" in caplog.text
     with pytest.raises(TransientExchangeError):
         exchange.fetch_balances()  # the trader retries at its next candle

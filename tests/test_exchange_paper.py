@@ -328,7 +328,7 @@ from actors.clock import VirtualClock
 from app.builders import build_exchange
 from config.settings import Settings
 settings = msgspec.convert({{"data_dir": {str(tmp_path)!r}}}, Settings)
-exchange = build_exchange(settings, VirtualClock(start=1_735_732_800.0))
+exchange = build_exchange(settings, VirtualClock(start=1_735_732_800.0)).orders
 assert exchange.name == "paper", exchange.name
 print("ccxt" in sys.modules)
 """

@@ -249,6 +249,35 @@ def test_an_exchange_that_cannot_answer_stops_the_pass_and_keeps_what_was_done(
     assert report.resolved == {"never sent": 1}
 
 
+def test_a_sent_order_is_not_called_never_sent_until_its_recv_window_has_passed(
+    paper: PaperExchange, ledger: SqliteLedger
+) -> None:
+    """A request can still reach the exchange up to its recvWindow after it left: until
+    then "not found" proves nothing."""
+    late, late_request = intent(ledger, "BTC/USDT", Intent.ENTRY, 0.002, OrderState.NEW)
+    lost, _ = intent(ledger, "ETH/USDT", Intent.ENTRY, 0.05, OrderState.NEW)
+    for coid in (late, lost):
+        ledger.update(coid, state=OrderState.SENT, updated_at=T0)  # both sent at T0
+    report = reconcile(paper, ledger, now=T0 + 2, settle_s=6.0)
+    assert (report.in_flight, report.retry_at, report.resolved) == (2, T0 + 6, {})
+    assert ledger.get(late).state is ledger.get(lost).state is OrderState.SENT  # type: ignore[union-attr]
+    assert report.notes[0] == (
+        f"BTC/USDT: order {late} (entry) was sent 2.0 s ago and is not on the exchange yet; it "
+        "may still arrive until 2026-11-26 00:00:06 UTC (recvWindow): looked up again then"
+    )
+    assert report.summary("paper").endswith(
+        "0 orders resolved, 2 orders maybe still in flight, 0 positions, 0 mismatches"
+    )
+    paper.create_order(late_request)  # the late one lands after all
+    report = reconcile(paper, ledger, now=T0 + 6, settle_s=6.0, when="after an unknown outcome")
+    assert (report.in_flight, report.resolved) == (0, {"filled": 1, "never sent": 1})
+    assert ledger.get(late).state is OrderState.FILLED  # type: ignore[union-attr]
+    never = ledger.get(lost)
+    assert never is not None and never.state is OrderState.REJECTED
+    assert never.error == "never sent: not on the exchange after an unknown outcome"
+    assert any("was SENT after an unknown outcome and the exchange" in n for n in report.notes)
+
+
 # --- the same pass through ccxt, against the loopback fake Binance ----------------------------
 
 

@@ -8,6 +8,7 @@ import errno
 import logging
 import os
 import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from actors.messages import (
     OrderFailed,
     OrderPlaced,
     Pause,
+    Ping,
     Reconciled,
     RetrainSymbol,
     SignalProduced,
@@ -30,6 +32,7 @@ from actors.messages import (
     TrainerStarted,
 )
 from app.supervision import Supervisor
+from exchange.port import ExchangeRoles
 from exchange.types import TransientExchangeError
 from models import artifacts
 from policy.lifecycle import DAY_S, SymbolRecord, SymbolState
@@ -194,6 +197,164 @@ def test_a_symbol_trades_at_once_whichever_of_its_state_and_model_arrives_last(
     assert [o.symbol for o in rig.events.of(OrderPlaced)] == ["BTC/USDT"]
 
 
+class SlowUniverse:
+    """The downloads role behind a slow exchange: load_markets waits until released."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.asked = threading.Event()
+        self.release = threading.Event()
+
+    def load_markets(self) -> Any:
+        self.asked.set()
+        assert self.release.wait(30), "never released"
+        return self.inner.load_markets()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def held_then_restarted(tmp_path: Path, **options: Any) -> Bot:
+    """A bot that bought BTC on its first candle and stopped; restarted 90 s later with a
+    model that says exit on every candle (`options` for the new Bot)."""
+    first = Bot(
+        tmp_path, ["BTC/USDT"], paper_state=True, trading={**EVERY_CANDLE, "exit_threshold": 0.0}
+    )
+    publish_models(first, "BTC/USDT")
+    first.start()  # buys on the last closed candle
+    assert [o.intent for o in first.events.of(OrderPlaced)] == ["entry"]
+    first.stop()
+    return Bot(
+        tmp_path, ["BTC/USDT"], at=T0 + 90, paper_state=True, trading=EVERY_CANDLE, **options
+    )
+
+
+def exit_candle_ms(bot: Bot) -> int:
+    """The candle of the first order after the restart, which must be the exit."""
+    exit_order = bot.events.of(OrderPlaced)[0]
+    assert exit_order.intent == "exit"
+    row = bot.system.ledger.get(exit_order.client_order_id)
+    assert row is not None
+    return row.candle_ms
+
+
+def test_a_restarted_bot_exits_on_the_first_candle_while_the_exchange_is_slow_for_coverage(
+    bots: list[Bot], tmp_path: Path
+) -> None:
+    """Coverage's first pass waited on a slow exchange inside its handler, and the trader
+    waited for coverage: entries and exits went out 12-26 s after the candle. The lookups
+    now run outside coverage's mailbox: it answers the trader with the states it restored."""
+    slow: list[SlowUniverse] = []
+
+    def roles(paper: Any) -> ExchangeRoles:
+        slow.append(SlowUniverse(paper))
+        return ExchangeRoles(orders=paper, market_data=paper, downloads=slow[0])
+
+    again = held_then_restarted(tmp_path, roles=roles)
+    bots.append(again)
+    try:
+        again.start(wait=False)
+        assert slow[0].asked.wait(30)  # coverage's universe lookup hangs ...
+        # barriers along the path: the trader subscribed, store and coverage answered it,
+        # it asked for candles, market data answered, it decided
+        for name in ("trader", "model_store", "coverage", "trader", "market_data", "trader"):
+            again.system.addresses[name].ask(Ping())
+        # ... and the trader has its states and has decided the candle closed before the
+        # restart (at T0+60), without waiting for the lookup
+        assert exit_candle_ms(again) == T0 * 1000
+    finally:
+        slow[0].release.set()
+    again.settle()
+
+
+def test_no_candle_is_decided_before_coverages_first_snapshot_and_that_candle_is_not_lost(
+    bots: list[Bot],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Until coverage's first symbol states arrive, a candle must not be decided on a held
+    position without its model (only the stop loss) and then count as decided: its exit
+    signal would be lost until the next candle (seen twice: BNB P(up) 0.272, ETH 0.356)."""
+    from actors.coverage import CoverageActor
+
+    caplog.set_level(logging.INFO)
+    release, restoring = threading.Event(), threading.Event()
+    restore = CoverageActor._restore
+
+    def slow_restore(self: Any) -> None:  # coverage is slow to start (its database, say)
+        restoring.set()
+        assert release.wait(30), "never released"
+        restore(self)
+
+    again = held_then_restarted(tmp_path)
+    bots.append(again)
+    monkeypatch.setattr(CoverageActor, "_restore", slow_restore)
+    try:
+        again.start(wait=False)
+        assert restoring.wait(30)
+        again.system.addresses["trader"].ask(Ping())  # started, models received
+        again.clock.advance(40)  # the candle closed at T0+120 is due at T0+122
+        assert again.events.of(OrderPlaced) == []  # not decided without the states
+        assert (
+            "Candle not decided yet for 1 open position: waiting for the first symbol states"
+            in caplog.text
+        )
+    finally:
+        release.set()
+    again.settle()
+    assert exit_candle_ms(again) == (T0 + 60) * 1000  # that very candle
+
+
+def test_a_restarted_trader_waits_out_a_sent_orders_recv_window_before_calling_it_never_sent(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from app.builders import build_paper_exchange
+    from exchange.synthetic import SyntheticMarket
+    from policy.risk import Intent
+    from storage.ledger import MemoryLedger, OrderRow
+    from tests.harness import new_clock
+    from tests.test_actors_isolated import TraderRig
+
+    caplog.set_level(logging.INFO)
+    clock = new_clock()
+    paper = build_paper_exchange(SyntheticMarket(anchor_ms=int(T0 * 1000)), clock)
+
+    class LikeBinance:
+        """A request is accepted up to 6 s after it left."""
+
+        settle_window_s = 6.0
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(paper, name)
+
+    ledger = MemoryLedger()
+    coid = "ta-sent-just-before-the-crash"
+    ledger.add_intent(
+        OrderRow(
+            client_order_id=coid,
+            symbol="BTC/USDT",
+            side="buy",
+            intent=Intent.ENTRY,
+            amount=0.002,
+            candle_ms=int(T0 * 1000) - 60_000,
+            created_at=T0 - 1,
+            updated_at=T0 - 1,
+        )
+    )
+    ledger.update(coid, state=OrderState.SENT, updated_at=T0 - 1)
+    rig = TraderRig(LikeBinance(), clock, ledger)  # type: ignore[arg-type]
+    settle(rig.runtime)
+    assert rig.events.of(Reconciled) == []  # not decided: it may still arrive
+    assert ledger.get(coid).state is OrderState.SENT  # type: ignore[union-attr]
+    assert "looked up again at 2026-11-26 00:00:05 UTC" in caplog.text
+    clock.advance(10)  # its recvWindow passes on the trader's clock: nothing slept
+    settle(rig.runtime)
+    [reconciled] = rig.events.of(Reconciled)
+    assert reconciled.resolved == {"never sent": 1}
+    assert ledger.get(coid).state is OrderState.REJECTED  # type: ignore[union-attr]
+
+
 # --- coverage and restarts -----------------------------------------------------------------
 
 
@@ -318,6 +479,29 @@ def test_a_failed_publish_keeps_the_models_in_use(
     assert [s.symbol for s in signals] == ["BTC/USDT"]  # still trading on v000001
     attempts = SymbolStore(bot.system.db).attempts("BTC/USDT")
     assert attempts[-1].outcome == "failed" and "cannot publish" in (attempts[-1].error or "")
+
+
+def test_a_publish_the_store_never_answers_fails_the_training_with_a_reason(
+    bots: list[Bot], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A lost reply left the trainer waiting for ever and its symbol TRAINING."""
+    from actors.model_store import ModelStoreActor
+    from actors.trainer import PUBLISH_REPLY_S
+
+    monkeypatch.setattr(ModelStoreActor, "_publish", lambda self, message: None)  # lost
+    bot = Bot(tmp_path, ["BTC/USDT"])
+    bots.append(bot)
+    bot.start()  # BTC trains at once: the fit finishes, the publish is sent, nobody answers
+    assert [t.symbol for t in bot.events.of(TrainerStarted)] == ["BTC/USDT"]
+    assert bot.events.of(TrainerFinished) == []
+    assert records(bot)["BTC/USDT"].state is SymbolState.TRAINING
+    bot.run(PUBLISH_REPLY_S + 5)
+    [finished] = bot.events.of(TrainerFinished)
+    assert not finished.ok
+    assert finished.detail == "the model store did not answer the publish within 120 s"
+    btc = records(bot)["BTC/USDT"]
+    assert btc.state is SymbolState.RETRY_WAIT and btc.next_attempt_at is not None  # backs off
+    assert bot.system.trainers.symbols() == []
 
 
 def test_staging_folders_left_by_a_killed_process_are_removed_at_start(

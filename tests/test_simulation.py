@@ -65,6 +65,7 @@ from tests.harness import (
     new_clock,
     published_model,
     settle,
+    start_trader,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -223,15 +224,11 @@ def test_a_symbol_becoming_active_trades_at_once_whichever_message_comes_first(
     clock = new_clock(T)
     exchange = build_paper_exchange(SyntheticMarket(anchor_ms=int(T * 1000)), clock)
     events, runtime = Recorder(), Runtime()
-    trader = TraderActor.start(
+    trader = start_trader(
         clock=clock,
         exchange=exchange,
         ledger=MemoryLedger(),
         trading=TradingSettings(),
-        timeframe="1m",
-        heartbeat_s=600,
-        health_s=300,
-        quote="USDT",
         store=Recorder(),
         coverage=Recorder(),
         events=Topic({"probe": events}),

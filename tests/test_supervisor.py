@@ -88,6 +88,30 @@ def test_restart_budget_exceeded_stops_the_bot_with_non_zero_exit(
     assert "more than 3 restarts in 60 s; stopping the bot" in caplog.text
 
 
+def test_an_exception_answering_an_ask_is_logged_reported_and_counts_toward_the_limit(
+    bot: Bot, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """pykka hands an ask's exception back to the caller and keeps the actor running: the
+    supervisor would never hear of a handler that fails every time it is asked."""
+    from actors.coverage import CoverageActor
+
+    _make_explosive(monkeypatch, CoverageActor)
+    supervisor = Supervisor(bot.system, RestartBudget(max_restarts=3, within_s=60))
+    outcomes = []
+    for _ in range(4):
+        with pytest.raises(Boom, match="handler bug"):  # the caller still learns of it
+            bot.system.addresses["coverage"].ask(_Explode())
+        died = bot.system.mailbox.queue.get(timeout=10)
+        assert isinstance(died, ActorDied) and died.name == "coverage"
+        outcomes.append(supervisor.handle(died))
+        bot.settle()
+    assert outcomes == [True, True, True, False]
+    assert (
+        "ERROR" in caplog.text
+        and "coverage failed handling _Explode: Boom: handler bug" in caplog.text
+    )
+
+
 def test_exception_in_on_start_counts_as_a_death(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
