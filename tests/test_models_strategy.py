@@ -71,8 +71,9 @@ def test_the_trader_trades_a_plugin_model_on_its_own_features(
     rig = TraderRig(exchange, clock, MemoryLedger(), **HOLD)
     rig.ref.tell(ModelsUpdated(version=manifest.version, symbols=(), models={"BTC/USDT": model}))
     rig.ref.tell(_states(BTC_USDT=SymbolState.ACTIVE))
-    clock.advance(180)
-    settle(rig.runtime)
+    for _ in range(3):  # a candle at a time, as the simulator steps: each is decided in turn
+        clock.advance(60)
+        settle(rig.runtime)
     signals = rig.events.of(SignalProduced)
     assert len(signals) >= 2
     # the trader's P(up) is the plug-in's latest row through the plug-in's model

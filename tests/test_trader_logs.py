@@ -17,6 +17,7 @@ from exchange.synthetic import SyntheticMarket
 from exchange.types import Order, OrderStatus, Side
 from storage.ledger import MemoryLedger
 from tests.harness import (
+    HOLD,
     T0,
     Recorder,
     make_tradable,
@@ -91,7 +92,7 @@ def test_a_partial_market_fill_through_ccxt_says_partial_in_the_trader_log(
             exchange=orders,
             market_exchange=build_paper_exchange(SyntheticMarket(anchor_ms=int(T0 * 1000)), clock),
             ledger=MemoryLedger(),
-            trading=TradingSettings(entry_threshold=0.0, exit_threshold=0.0),
+            trading=TradingSettings(**HOLD),
             store=Recorder(),
             coverage=Recorder(),
             events=Topic({"probe": events}),
