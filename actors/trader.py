@@ -1,5 +1,10 @@
 """TraderActor: signals, orders and positions, on every closed candle.
 
+One module over 500 lines because it is one actor: its handlers share the
+positions, the pause flag and the reconciliation state; its pure parts already
+live elsewhere (the decision rule in models/decision.py, results in
+policy/results.py, the ledger I/O in execution/reconcile.py).
+
 Accepts:
 - `TradeTick` (its clock timer, once per candle, just after the close): asks the
   market-data actor for the candle that closed, for every ACTIVE symbol with a

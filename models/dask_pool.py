@@ -1,5 +1,8 @@
 """Runs training jobs on a Dask cluster, behind the same interface as `TrainingPool`.
 
+(One module over 500 lines: the bot side and the worker side of one task protocol,
+whose two halves must change together.)
+
 A fit is one Dask task (`fit_on_worker`). What travels to the worker: the candles
 as a numpy array, the `TrainParams`, the bot's library versions and the fingerprint
 of its model code; what comes back: the model file and the manifest as bytes (a
