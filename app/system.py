@@ -27,6 +27,7 @@ from exchange.port import ExchangePort, ExchangeRoles
 from models import artifacts
 from models.features import LOOKBACK_BARS
 from models.pool import TrainingBackend
+from models.strategy import load_strategy
 from models.training import TrainParams
 from storage.candles import CandleCache
 from storage.db import (
@@ -138,7 +139,9 @@ class System:
             "market_data": lambda: MarketDataActor.start(
                 exchange=self.roles.market_data,
                 timeframe=s.timeframe,
-                bars=LOOKBACK_BARS + 5,
+                # the configured strategy's window (a plug-in may look further back than the
+                # built-in features), plus a few candles of slack
+                bars=max(LOOKBACK_BARS, load_strategy(s.training.strategy).lookback_bars) + 5,
                 # the paper exchange computes candles in-process: threads would buy nothing
                 max_in_flight=1
                 if self.roles.market_data.name == "paper"
