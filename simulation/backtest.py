@@ -36,7 +36,7 @@ from typing import Any, Literal
 
 from actors.clock import VirtualClock
 from actors.messages import SignalProduced
-from app.builders import build_paper_exchange
+from app.builders import build_paper_exchange, build_training_pool
 from config.settings import Settings
 from exchange.port import ExchangePort
 from exchange.replay import ReplayMarket
@@ -116,6 +116,12 @@ def backtest(
             listed_at={s: market.listed_ms(s) / 1000 for s in market.symbols()},
             pool_kind=pool_kind,
             workers=workers,
+            # training.backend dask: the fits run on that cluster, as in simulate
+            inner=(
+                build_training_pool(run_settings.training, workers=workers)
+                if run_settings.training.backend == "dask"
+                else None
+            ),
             on_step=on_step,
             subscribers={"backtest": signals},
         )
@@ -124,7 +130,7 @@ def backtest(
         run_settings,
         market,
         window,
-        pool=pool_kind,
+        pool="dask" if run_settings.training.backend == "dask" else pool_kind,
         workers=workers,
         source=source,
         exchange=exchange_name,
