@@ -586,7 +586,7 @@ def test_bot_and_shell_as_separate_processes(tmp_path: Path) -> None:
     text = "".join(lines)
     assert f"Admin server listening on ws://127.0.0.1:{port}" in text
     assert "BTC/USDT: admin Block from 127.0.0.1:" in text
-    assert "Stopping (admin shutdown): coverage, trainers, trader, model store" in text
+    assert "Stopping (admin shutdown): coverage, trainers, trader, market data, model store" in text
     assert text.index("Admin server stopped") < text.index("Stopped cleanly.")
     assert token.read_text().strip() not in text
     assert "Traceback" not in text

@@ -54,7 +54,7 @@ trading: {{entry_threshold: 1.0e-9, exit_threshold: 0.0, max_hold_bars: 0, stake
     assert sorted(o.symbol_id for o in orders) == ["BTCUSDT", "ETHUSDT"]
     assert all(o.client_id.startswith("ta") and o.status == "FILLED" for o in orders)
     assert "Health check OK: binance-sandbox answers" in text
-    assert "Stopping (SIGTERM): coverage, trainers, trader, model store" in text
+    assert "Stopping (SIGTERM): coverage, trainers, trader, market data, model store" in text
     assert text.rstrip().endswith("Stopped cleanly.")
     assert "Traceback" not in text and API_SECRET not in text and API_KEY not in text
     assert fake.unknown == []

@@ -40,7 +40,7 @@ admin: {{port: 0}}
     assert "Training/coverage checks every 300s" in text
     assert "PEPE/USDT: NEW -> BLOCKED_HISTORY (12.5 days of history < 14 minimum; eligible" in text
     assert "BTC/USDT: TRAINING -> ACTIVE (model v00000" in text
-    assert "Stopping (SIGTERM): coverage, trainers, trader, model store" in text
+    assert "Stopping (SIGTERM): coverage, trainers, trader, market data, model store" in text
     assert text.rstrip().endswith("Stopped cleanly.")
     assert "Traceback" not in text
     # the log file under the data folder has the console's lines, and its path was printed
