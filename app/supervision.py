@@ -37,7 +37,10 @@ class Supervisor:
     def handle(self, message: Any) -> bool:
         """Handle one message from the supervisor mailbox; False when the bot must stop."""
         if isinstance(message, StopRequested):
-            log.info("Stopping (%s): coverage, trainers, trader, market data, model store", message.reason)
+            log.info(
+                "Stopping (%s): coverage, trainers, trader, market data, model store",
+                message.reason,
+            )
             self.stop_reason = message.reason
             return False
         if not isinstance(message, ActorDied):
