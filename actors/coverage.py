@@ -1,5 +1,9 @@
 """CoverageActor: the only place that decides what state each symbol is in.
 
+One module over 500 lines because it is one actor: its handlers share the symbol
+records, the interval gate and the trainer directory; the transitions themselves
+are the pure `policy.lifecycle.step`.
+
 Accepts:
 - `CoverageTick` (its own clock timer, every coverage.interval_s): evaluate every
   symbol. Gated: an evaluation less than interval_s after the previous one is
