@@ -8,6 +8,8 @@ really happening), never for time to pass; time passes only by `clock.advance`.
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -89,6 +91,15 @@ def settings_for(tmp_path: Path, **sections: dict[str, Any]) -> Settings:
 
 def new_clock(start: float = T0) -> VirtualClock:
     return VirtualClock(start=start)
+
+
+def until(condition: Callable[[], object], what: str, timeout_s: float = 60.0) -> None:
+    """Wait for other threads' or processes' real work (a process starting, a websocket round
+    trip), never for virtual time to pass; fails naming `what` after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"never happened: {what}"
+        time.sleep(0.01)
 
 
 def stop_all_actors() -> None:

@@ -14,8 +14,7 @@ import stat
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +39,7 @@ from policy.lifecycle import SymbolRecord, SymbolState
 from policy.risk import Position
 from supervisor import main
 from tests.admin_client import TOKEN, AdminBot
-from tests.harness import T0
+from tests.harness import T0, until
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -435,11 +434,11 @@ def test_shell_c_watch_streams_until_the_bot_goes_away(running: Running) -> None
 
     watching = threading.Thread(target=watch)
     watching.start()
-    assert _wait_for(lambda: err.getvalue() == "watching; Ctrl-C to stop\n")
+    until(lambda: err.getvalue() == "watching; Ctrl-C to stop\n", "the watch started")
     other = running.client()
     other.call("Block", symbol="ETH/USDT", reason="watch me")
     line = "SymbolTransition  ETH/USDT: ACTIVE -> BLOCKED_MANUAL (blocked by admin: watch me)"
-    assert _wait_for(lambda: line in out.getvalue())
+    until(lambda: line in out.getvalue(), f"{line!r} printed", timeout_s=30)
     running.server.stop()  # the bot goes away: the watch ends, without an error
     watching.join(timeout=30)
     assert codes == [0]
@@ -483,16 +482,6 @@ def test_double_ctrl_c_during_watch_ends_it_without_a_traceback(running: Running
     shell.send_signal(signal.SIGINT)
     assert shell.wait(timeout=60) == 0
     assert shell.stderr.read() == "" and shell.stdout.read() == ""
-
-
-def _wait_for(condition: Callable[[], bool], timeout: float = 30.0) -> bool:
-    """Wait for another thread's real work (a websocket round trip), not for time to pass."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
 
 
 def test_several_shells_at_once(running: Running) -> None:

@@ -12,7 +12,6 @@ import os
 import signal
 import socket
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,7 @@ from models.dask_pool import DaskTrainingPool, version_problem, worker_versions
 from models.synthetic import random_walk_candles
 from models.training import TrainingError, TrainJob, TrainParams
 from policy.lifecycle import SymbolState
-from tests.harness import Bot
+from tests.harness import Bot, until
 from tests.test_recovery import records
 
 pytestmark = pytest.mark.slow
@@ -73,13 +72,6 @@ def listening(pid: int) -> set[str]:
     return {
         c.laddr.ip for c in psutil.Process(pid).net_connections("tcp") if c.status == "LISTEN"
     }
-
-
-def until(condition: Any, what: str, timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, f"never happened: {what}"
-        time.sleep(0.01)  # waiting for a real process to get going, not for time to pass
 
 
 def closed_port() -> int:

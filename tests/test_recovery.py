@@ -9,7 +9,6 @@ import logging
 import os
 import signal
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +37,7 @@ from models import artifacts
 from policy.lifecycle import DAY_S, SymbolRecord, SymbolState
 from storage.db import ModelVersions, SymbolStore
 from storage.ledger import OrderState
-from tests.harness import EVERY_CANDLE, T0, Bot, settle, stage_model
+from tests.harness import EVERY_CANDLE, T0, Bot, settle, stage_model, until
 from tests.test_supervisor import Boom
 from tests.test_supervisor import _Explode as Explode
 from tests.test_supervisor import _make_explosive as explosive
@@ -536,13 +535,13 @@ def test_a_worker_killed_mid_fit_fails_the_training_with_backoff(
     bot = Bot(tmp_path, ["ETH/USDT"], pool=pool, training={"window_days": 4, "max_iter": 200})
     bots.append(bot)
     bot.start(wait=False)  # no model: the startup evaluation starts a trainer
-    deadline = time.monotonic() + 60
-    pid = None
-    while pid is None or _cpu_seconds(pid) < 0.3:  # the worker is busy fitting
-        assert time.monotonic() < deadline, "the worker never started fitting"
+
+    def fitting() -> bool:  # a worker process busy fitting (its CPU time grows)
         pids = pool.worker_pids() if pool.in_flight() else []
-        pid = pids[0] if pids else None
-        time.sleep(0.01)  # waiting for a real process to get going, not for time to pass
+        return bool(pids) and _cpu_seconds(pids[0]) >= 0.3
+
+    until(fitting, "the worker started fitting")
+    pid = pool.worker_pids()[0]
     os.kill(pid, signal.SIGKILL)
     bot.settle()
     finished = bot.events.of(TrainerFinished)
