@@ -157,7 +157,7 @@ class ModelStoreActor(BaseActor):
         if refusal is not None:  # only a model that passed the gate is ever a version
             error = f"its manifest says the promotion gate rejected it ({refusal})"
             self.log.error("%s: not published: %s; models in use are unchanged", symbol, error)
-            message.reply_to.tell(PublishFailed(symbol=symbol, error=error))
+            self._reply(message, PublishFailed(symbol=symbol, error=error))
             return
         try:
             manifest = artifacts.publish(self.models_dir, message.staging_dir)
@@ -222,9 +222,13 @@ class ModelStoreActor(BaseActor):
                 self.rejections.record(row)
             except StorageError as exc:
                 self.log.error("%s: rejected model not recorded in the database: %s", symbol, exc)
-        message.reply_to.tell(RejectedKept(symbol=symbol, path=path))
+        self._reply(message, RejectedKept(symbol=symbol, path=path))
 
-    def _reply(self, message: PublishModel, reply: ModelPublished | PublishFailed) -> None:
+    def _reply(
+        self,
+        message: PublishModel | KeepRejected,
+        reply: ModelPublished | PublishFailed | RejectedKept,
+    ) -> None:
         try:
             message.reply_to.tell(reply)
         except pykka.ActorDeadError:  # it gave up waiting (or the bot is stopping)

@@ -8,8 +8,8 @@ symbol is the guard against a second trainer. Accepts:
 - `FitFinished` (from the pool's completion callback): ask the store to publish
   a model that passed the promotion gate, or to keep a rejected one as rejected.
 - `ModelPublished` / `PublishFailed` / `RejectedKept` (store).
-  No answer from the store within PUBLISH_REPLY_S (`PublishOverdue`, its own
-  one-shot timer) fails the training with that reason.
+  No answer from the store to either request within PUBLISH_REPLY_S (`PublishOverdue`,
+  its own one-shot timer) fails the training with that reason.
 
 Reports `TrainingSucceeded`, `TrainingRejected` or `TrainingFailed` to the
 coverage actor and stops; publishes the gate's verdict as `GateDecided`.
@@ -134,7 +134,7 @@ class TrainerActor(BaseActor):
                 self._rejected(path)
             case PublishOverdue():
                 self._fail(
-                    f"the model store did not answer the publish within {PUBLISH_REPLY_S:.0f} s"
+                    f"the model store did not answer within {PUBLISH_REPLY_S:.0f} s"
                 )
             case _:
                 return super().receive(message)
@@ -221,7 +221,7 @@ class TrainerActor(BaseActor):
                 f"{message.rows:,}",
                 "; ".join(message.gate_reasons) or "rejected by the promotion gate",
             )
-            self.store.tell(
+            self._ask_store(
                 KeepRejected(
                     symbol=self.symbol,
                     staging_dir=message.staging_dir,
@@ -239,11 +239,16 @@ class TrainerActor(BaseActor):
             message.fit_seconds,
             f"{message.rows:,}",
         )
-        self.store.tell(
+        self._ask_store(
             PublishModel(
                 symbol=self.symbol, staging_dir=message.staging_dir, reply_to=self.actor_ref
             )
         )
+
+    def _ask_store(self, request: PublishModel | KeepRejected) -> None:
+        """Send the store a request whose answer ends this training, with a deadline: no
+        answer within PUBLISH_REPLY_S (`PublishOverdue`) fails the training."""
+        self.store.tell(request)
         overdue = self.clock.schedule_once(
             self.clock.now() + PUBLISH_REPLY_S, self.actor_ref, PublishOverdue()
         )

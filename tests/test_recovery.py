@@ -497,7 +497,7 @@ def test_a_publish_the_store_never_answers_fails_the_training_with_a_reason(
     bot.run(PUBLISH_REPLY_S + 5)
     [finished] = bot.events.of(TrainerFinished)
     assert not finished.ok
-    assert finished.detail == "the model store did not answer the publish within 120 s"
+    assert finished.detail == "the model store did not answer within 120 s"
     btc = records(bot)["BTC/USDT"]
     assert btc.state is SymbolState.RETRY_WAIT and btc.next_attempt_at is not None  # backs off
     assert bot.system.trainers.symbols() == []
