@@ -132,11 +132,17 @@ class CcxtClient:
             self._sleep(wait)
 
     @contextlib.contextmanager
-    def _lease(self) -> Iterator[Any]:
-        """A ccxt instance for one request, used by no other thread meanwhile."""
+    def _lease(self, call: Call, name: str) -> Iterator[Any]:
+        """A ccxt instance for one request, used by no other thread meanwhile; waiting for one
+        counts against the call's deadline like any other wait."""
         with self._pool:
             while not self._free and self._made >= self.config.connections:
-                self._pool.wait()
+                left = call.time_left()
+                if left is not None and left <= 0:
+                    raise TransientExchangeError(
+                        f"{name}: no free connection before the call's deadline"
+                    )
+                self._pool.wait(timeout=left)
             if self._free:
                 api, lock = self._free.pop()
             else:
@@ -190,7 +196,7 @@ class CcxtClient:
         resynced = False
         while True:
             self.retrier.before_request(call, name)
-            with self._lease() as api:
+            with self._lease(call, name) as api:
                 api.timeout = self._timeout_ms(call, name)
                 self._local.call = call
                 try:

@@ -446,7 +446,8 @@ class DaskTrainingPool(JobCount):
             return  # past its deadline or cancelled: the trainer has moved on
         try:
             if dask_future.status == "finished":
-                fitted: Fitted = dask_future.result()
+                # bounded: the fit is done, but its bytes still come from a worker that may stall
+                fitted: Fitted = dask_future.result(timeout=self._connect_timeout_s)
                 # Taken: the cluster may forget it (else a lost worker makes Dask recompute it).
                 dask_future.release()
                 artifacts.write_staged_files(entry.staging_dir, fitted.files)
@@ -467,7 +468,7 @@ class DaskTrainingPool(JobCount):
                 f"{entry.symbol}: the fit was lost: Dask scheduler {self._where} cancelled it "
                 "or the connection to it broke"
             )
-        exc = dask_future.exception()
+        exc = dask_future.exception(timeout=self._connect_timeout_s)
         if isinstance(exc, KilledWorker):
             return TrainingError(
                 f"{entry.symbol}: Dask worker {exc.last_worker.address} died mid-fit "
