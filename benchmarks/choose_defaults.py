@@ -2,8 +2,9 @@
 
 Run from the repository root:  python benchmarks/choose_defaults.py [--days 21] [--top 12]
 
-Selection data: the synthetic market of seed 101 (the bot's paper market, but not
-the seed-7 market that `simulate` trades), its six default trading symbols, 1m
+Selection data: the synthetic market of seed 101 (the bot's synthetic market model
+with another seed: not the seed-7 market that the paper default and `simulate`
+trade), its six default trading symbols, 1m
 candles ending 100 days before the simulation's start. Never the real candles of
 tests/data/realdata (they are the check: benchmarks/realdata_gate.py) and never
 the simulated week.

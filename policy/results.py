@@ -19,11 +19,10 @@ from dataclasses import dataclass
 
 import msgspec
 
+from policy.reconcile import (
+    FEE_SHORTFALL as DUST,  # a remainder this small is a fee, not a position
+)
 from storage.ledger import FillRow
-
-# As policy.reconcile.FEE_SHORTFALL: what is left of a sold position below this
-# fraction of it is the fee taken in coins, not a position.
-DUST = 0.005
 
 
 class RoundTrip(msgspec.Struct, frozen=True, kw_only=True):

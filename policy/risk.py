@@ -21,7 +21,6 @@ from models.decision import (
     Intent,
     Position,
     RiskLimits,
-    bars_between,
     decide,
     limits_of,
 )
@@ -31,7 +30,6 @@ __all__ = [
     "Intent",
     "Position",
     "RiskLimits",
-    "bars_between",
     "client_order_id",
     "decide",
     "limits_from_settings",
