@@ -16,7 +16,6 @@ from exchange.port import ExchangePort
 from exchange.types import Balance, Order
 from policy.reconcile import (
     NEVER_SENT,
-    REALIZED_PNL_KEY,
     ReconcileReport,
     apply_fill,
     check_position,
@@ -41,8 +40,6 @@ from storage.ledger import (
 class Recorded(msgspec.Struct, frozen=True):
     row: OrderRow
     position: Position | None  # the symbol's position afterwards
-    realized_pnl: float  # realized by this answer
-    filled: float  # base units that executed with this answer
     fill: FillRow | None = None  # what executed with this answer, at its price and fee
 
 
@@ -59,17 +56,13 @@ def record_order(ledger: Ledger, client_order_id: str, order: Order, now: float)
         position = position_of(held) if held is not None else None
         fill = fill_between(before, row)
         if fill is None:
-            return Recorded(row=row, position=position, realized_pnl=0.0, filled=0.0)
-        position, pnl = apply_fill(
+            return Recorded(row=row, position=position)
+        # realized PnL is not kept here: policy.results.TradeBook derives it from the fills
+        position, _ = apply_fill(
             position, row.symbol, row.side, fill.amount, fill.price, fill.fee_quote, now
         )
         ledger.set_position(row.symbol, position_row(position) if position else None)
-        if pnl:
-            total = float(ledger.value(REALIZED_PNL_KEY) or 0.0) + pnl
-            ledger.set_value(REALIZED_PNL_KEY, repr(total))
-        return Recorded(
-            row=row, position=position, realized_pnl=pnl, filled=fill.amount, fill=fill
-        )
+        return Recorded(row=row, position=position, fill=fill)
 
 
 def reconcile(

@@ -42,7 +42,6 @@ from storage.ledger import (
     PositionRow,
 )
 
-REALIZED_PNL_KEY = "trader.realized_pnl"
 NEVER_SENT = "never sent"
 # Binance (without BNB) takes a buy's fee from the coins bought: 0.1 % less than filled is
 # held. A shortfall up to this fraction of the position is a fee, not a mismatch.

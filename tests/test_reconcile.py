@@ -13,7 +13,8 @@ from exchange.paper import PaperExchange
 from exchange.synthetic import SyntheticMarket
 from exchange.types import ExchangeError, Order, OrderRequest, OrderStatus, Side
 from execution.reconcile import reconcile, record_order
-from policy.reconcile import REALIZED_PNL_KEY, apply_fill, check_position, resolve_order
+from policy.reconcile import apply_fill, check_position, resolve_order
+from policy.results import TradeBook
 from policy.risk import Intent, Position, client_order_id
 from storage.db import Database, SqliteLedger
 from storage.ledger import OrderRow, OrderState, PositionRow
@@ -199,8 +200,9 @@ def test_a_sell_resolved_at_restart_closes_the_position_and_books_its_pnl(
     assert report.resolved == {"filled": 1} and report.mismatches == []
     assert ledger.positions() == {}
     bought = ledger.fills(buy)[0]
-    expected = (sold.average_price - bought.price) * 0.002 - sold.fee_quote  # type: ignore[operator]
-    assert float(ledger.value(REALIZED_PNL_KEY) or 0) == pytest.approx(expected)
+    # after both fills' fees, as the trader reports it (rebuilt from the ledger's fills)
+    expected = (sold.average_price - bought.price) * 0.002 - sold.fee_quote - bought.fee_quote  # type: ignore[operator]
+    assert TradeBook.of(ledger.fills()).stats().realized_pnl == pytest.approx(expected)
 
 
 def test_positions_the_exchange_does_not_hold_are_cut_and_reported(
