@@ -84,6 +84,9 @@ class Runtime:
         self._members: dict[int, tuple[list[int], pykka.ActorRef[Any]]] = {}
         self._retired = 0
         self.background = BackgroundWork()
+        # set when the System stops: long work inside a handler (a history download) gives
+        # up at its next step instead of holding the stop up until it is done
+        self.stopping = threading.Event()
 
     def join(self, ref: pykka.ActorRef[Any]) -> list[int]:
         """A new actor's cell: it adds 1 to `cell[0]` per message, from its own thread only.

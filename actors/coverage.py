@@ -526,7 +526,7 @@ class CoverageActor(BaseActor):
             )
         if result.start_training:
             if self.trainers.start(symbol):
-                self.log.info("%s: trainer started", symbol)
+                self.log.debug("%s: trainer started", symbol)
                 if self.store_db is not None:
                     self.store_db.attempt_started(symbol, self.clock.now())
             else:

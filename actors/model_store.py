@@ -173,12 +173,16 @@ class ModelStoreActor(BaseActor):
         self.reloads += 1
         metrics = model.manifest.metrics
         self.log.info(
-            "%s: model %s published (walk-forward accuracy %.1f%%, AUC %.3f, %d rows)",
+            "%s: model %s published (walk-forward net return %+.2f %% after costs, %d of %d "
+            "folds above the gate's minimum; accuracy %.1f %% vs %.1f %% majority class; %s rows)",
             symbol,
             model.version,
+            metrics.get("net_return_pct", float("nan")),
+            metrics.get("positive_folds", 0),
+            metrics.get("folds", 0),
             100 * metrics.get("accuracy", float("nan")),
-            metrics.get("auc", float("nan")),
-            model.manifest.rows,
+            100 * metrics.get("baseline_accuracy", float("nan")),
+            f"{model.manifest.rows:,}",
         )
         self.publish(
             ModelsReloaded(
@@ -202,7 +206,8 @@ class ModelStoreActor(BaseActor):
             )
         except OSError as exc:  # the verdict stands; only the artifact for inspection is lost
             self.log.error("%s: rejected model not kept: %s", symbol, exc)
-        self.log.info(
+        # the coverage actor's NO_EDGE line says why at INFO; where it is kept is detail
+        self.log.debug(
             "%s: model rejected by the promotion gate (%s); kept in %s, not loaded",
             symbol,
             "; ".join(message.reasons) or "no reason given",

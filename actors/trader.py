@@ -14,6 +14,10 @@ Accepts:
   orders; a symbol without data this candle is named in the log. Symbols that
   are not ACTIVE produce no signal and no entry; their open positions keep their
   stop loss. The trader never waits on a REST call for candles.
+After each candle's decisions (or at its tick, when there is nothing to decide)
+it logs one summary line at INFO (`policy.summary`): equity, realized and
+unrealized PnL, open positions, symbols active / training / blocked; each
+symbol's P(up) and decision at DEBUG.
 - `HeartbeatTick` (every heartbeat_s): logs
   `Bot heartbeat: X active symbols, Y blocked, Z open positions` (`1 open position`).
 - `HealthTick` (every health_s): checks the exchange answers, fetching the balances
@@ -49,6 +53,7 @@ that closed meanwhile is decided as soon as both are in.
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any
 
@@ -101,6 +106,7 @@ from policy.risk import (
     decide,
     limits_from_settings,
 )
+from policy.summary import summary_line
 from storage.ledger import Ledger, OrderRow, OrderState
 
 PAUSED_KEY = "trader.paused"
@@ -183,6 +189,8 @@ class TraderActor(BaseActor):
                 self.last_tick_at = self.clock.now()
                 if self.reconciled or self._reconcile():
                     self._ask_candles(at, self._closed_at(at), tick_id=timer_id)
+                if timer_id not in self.waiting_ticks:  # nothing to decide this candle
+                    self._summarize()
             case CandlesClosed():
                 self._on_candles(message)
             case ReconcileDue():
@@ -195,6 +203,7 @@ class TraderActor(BaseActor):
                         "not decided",
                         self.tf_s,
                     )
+                    self._summarize()
             case HeartbeatTick():
                 self._heartbeat()
             case HealthTick():
@@ -377,7 +386,8 @@ class TraderActor(BaseActor):
             for symbol in sorted(message.candles):
                 self._trade(symbol, message.candles[symbol])
         finally:
-            self._stop_waiting(message.tick_id)
+            if self._stop_waiting(message.tick_id):  # the candle's tick is done
+                self._summarize()
 
     def _stop_waiting(self, tick_id: int) -> bool:
         """Release a trade tick held for its candles; False if it was not held (any more)."""
@@ -450,6 +460,15 @@ class TraderActor(BaseActor):
             now=self.clock.now(),
             last_exit_at=self.last_exit_at.get(symbol),
         )
+        if self.log.isEnabledFor(logging.DEBUG):
+            self.log.debug(
+                "%s: P(up) %s at %.6g %s: %s",
+                symbol,
+                "-" if prob_up is None else f"{prob_up:.3f}",
+                price,
+                self.quote,
+                "hold" if decision is None else f"{decision.intent} ({decision.why})",
+            )
         if decision is not None:
             self._place(symbol, candle_ms, price, decision)
 
@@ -581,6 +600,21 @@ class TraderActor(BaseActor):
             Heartbeat(at=self.clock.now(), active=active, blocked=blocked, open_positions=positions)
         )
 
+    def _summarize(self) -> None:
+        """The candle's one INFO line: equity, PnL, positions, what the symbols do."""
+        self.log.info(
+            "%s",
+            summary_line(
+                equity=self._equity(),
+                quote=self.quote,
+                realized_pnl=self.book.stats().realized_pnl,
+                unrealized_pnl=self.book.unrealized(self.last_price),
+                open_positions=len(self.positions),
+                states=self.states.values(),
+                paused=self.paused,
+            ),
+        )
+
     def _fetch_balances(self, health: bool = False) -> None:
         """Fetch the balances outside the mailbox; `BalancesFetched` comes back."""
         self.balances_seq += 1
@@ -604,7 +638,7 @@ class TraderActor(BaseActor):
                 "Health check: exchange %s not answering: %s", self.exchange.name, message.error
             )
             return
-        self.log.info(
+        self.log.debug(  # the per-candle summary says the equity at INFO
             "Health check OK: %s answers, equity %.2f %s, %s",
             self.exchange.name,
             self._equity(message.balances),

@@ -3,8 +3,10 @@
 Started by the coverage actor through the `TrainerDirectory`, whose entry for the
 symbol is the guard against a second trainer. Accepts:
 - `StartTraining` (sent to itself at start): download the history into the
-  candle cache (resuming, with progress in the log), then submit the fit to the
-  worker pool and return at once: the actor thread never runs the fit.
+  candle cache (resuming; progress as a bar on a terminal, one line when it is
+  ready), then submit the fit to the worker pool and return at once: the actor
+  thread never runs the fit. Once the System is stopping (`Runtime.stopping`) a
+  download leaves off at its next page and the trainer stops without an outcome.
 - `FitFinished` (from the pool's completion callback): ask the store to publish
   a model that passed the promotion gate, or to keep a rejected one as rejected.
 - `ModelPublished` / `PublishFailed` / `RejectedKept` (store).
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
@@ -47,13 +50,14 @@ from actors.messages import (
     TrainingSucceeded,
 )
 from config.settings import TrainingSettings
+from core.progress import ProgressSteps
 from core.timeframes import timeframe_ms
 from exchange.port import ExchangePort
 from exchange.types import ExchangeError
 from models import artifacts
 from models.pool import TrainingBackend
 from models.training import TrainingError, TrainJob, TrainParams, TrainResult, UntrainableError
-from storage.candles import CandleCache, download
+from storage.candles import CandleCache, FloatArray, download
 
 # Publishing is a folder rename and one model load (milliseconds to a second): no answer in
 # two minutes means the store died with the request or is stuck, and the trainer must not
@@ -112,7 +116,7 @@ class TrainerActor(BaseActor):
                 self._on_fit(message)
             case ModelPublished(version=version):
                 self.staging = None  # it is the published version now
-                self.log.info("%s: training done, model %s in use", self.symbol, version)
+                self.log.debug("%s: training done, model %s in use", self.symbol, version)
                 self.publish(
                     GateDecided(
                         at=self.clock.now(), symbol=self.symbol, promoted=True, version=version
@@ -133,9 +137,7 @@ class TrainerActor(BaseActor):
             case RejectedKept(path=path):
                 self._rejected(path)
             case PublishOverdue():
-                self._fail(
-                    f"the model store did not answer within {PUBLISH_REPLY_S:.0f} s"
-                )
+                self._fail(f"the model store did not answer within {PUBLISH_REPLY_S:.0f} s")
             case _:
                 return super().receive(message)
         return None
@@ -150,26 +152,17 @@ class TrainerActor(BaseActor):
             listed = self.exchange.history_start_ms(self.symbol)
             if listed is not None:
                 since_ms = max(since_ms, listed)
-            expected = max(1, (until_ms - since_ms) // tf_ms)
-            self.log.info(
-                "%s: training started: downloading %.1f days of %s candles (%s)",
-                self.symbol,
-                (until_ms - since_ms) / 86_400_000,
-                self.timeframe,
-                f"{expected:,}",
-            )
-            progress = _ProgressLog(self.log, self.symbol, expected)
-            candles = download(
-                self.cache,
-                self.exchange,
-                self.symbol,
-                self.timeframe,
-                since_ms,
-                until_ms,
-                progress=progress,
-            )
+            candles = self._download(since_ms, until_ms)
+        except _Stopping:
+            # the cache keeps the pages already stored: the next start resumes from there
+            self.log.debug("%s: history download left off: the bot is stopping", self.symbol)
+            self._abandon()
+            return
         except (ExchangeError, OSError) as exc:
             self._fail(f"history download failed: {exc}")
+            return
+        if self.runtime.stopping.is_set():
+            self._abandon()
             return
         staging = artifacts.new_staging_dir(self.models_dir)
         self.staging = str(staging)
@@ -181,7 +174,7 @@ class TrainerActor(BaseActor):
             params=self.params,
             trained_at_ms=now_ms,
         )
-        self.log.info(
+        self.log.debug(
             "%s: fitting on %s candles in a worker process", self.symbol, f"{len(candles):,}"
         )
         me, log, symbol = self.actor_ref, self.log, self.symbol
@@ -198,13 +191,59 @@ class TrainerActor(BaseActor):
             try:
                 me.tell(_fit_finished(fut, str(staging)))
             except pykka.ActorDeadError:  # stopped meanwhile (the bot is stopping)
-                log.info("%s: fit finished after its trainer stopped; result dropped", symbol)
+                log.debug("%s: fit finished after its trainer stopped; result dropped", symbol)
             except Exception as exc:
                 log.error("%s: fit result not delivered: %s: %s", symbol, type(exc).__name__, exc)
             finally:
                 background.end()
 
         future.add_done_callback(done)
+
+    def _download(self, since_ms: int, until_ms: int) -> FloatArray:
+        """The history into the candle cache, with progress for the terminal's bar and one
+        line when it is ready. Raises `_Stopping` at the next page once the bot stops."""
+        tf_ms = timeframe_ms(self.timeframe)
+        expected = max(1, (until_ms - since_ms) // tf_ms)
+        self.log.debug(
+            "%s: training started: downloading %.1f days of %s candles (%s)",
+            self.symbol,
+            (until_ms - since_ms) / 86_400_000,
+            self.timeframe,
+            f"{expected:,}",
+        )
+        progress = ProgressSteps(
+            self.log, self.symbol, expected, what="history download", unit="candles"
+        )
+        stopping = self.runtime.stopping
+
+        def step(done: int, total: int) -> None:
+            if stopping.is_set():
+                raise _Stopping
+            progress(done, total)
+
+        began = time.monotonic()  # how long the work took, for people: wall time
+        try:
+            candles = download(
+                self.cache,
+                self.exchange,
+                self.symbol,
+                self.timeframe,
+                since_ms,
+                until_ms,
+                progress=step,
+            )
+        finally:
+            progress.end()
+        self.log.info(
+            "%s: history ready: %s candles (%.1f days of %s), %s downloaded in %.1f s",
+            self.symbol,
+            f"{len(candles):,}",
+            len(candles) * tf_ms / 86_400_000,
+            self.timeframe,
+            f"{progress.last_done:,}",
+            time.monotonic() - began,
+        )
+        return candles
 
     def _on_fit(self, message: FitFinished) -> None:
         if message.error is not None:
@@ -214,7 +253,7 @@ class TrainerActor(BaseActor):
         self.metrics = message.metrics
         if not message.promoted:
             self.rejection = message
-            self.log.info(
+            self.log.debug(
                 "%s: fit finished in %.1f s on %s rows; the model has no edge after costs (%s)",
                 self.symbol,
                 message.fit_seconds,
@@ -233,7 +272,7 @@ class TrainerActor(BaseActor):
                 )
             )
             return
-        self.log.info(
+        self.log.debug(
             "%s: fit finished in %.1f s on %s rows; publishing",
             self.symbol,
             message.fit_seconds,
@@ -287,10 +326,17 @@ class TrainerActor(BaseActor):
     def _fail(self, error: str, untrainable: bool = False) -> None:
         error = error.removeprefix(f"{self.symbol}: ")
         # data that cannot give a model is warned about by the coverage actor, once
-        level = logging.INFO if untrainable else logging.WARNING
+        level = logging.DEBUG if untrainable else logging.WARNING
         self.log.log(level, "%s: training failed: %s", self.symbol, error)
         failed = TrainingFailed(symbol=self.symbol, error=error, untrainable=untrainable)
         self._finish(failed, ok=False, detail=error)
+
+    def _abandon(self) -> None:
+        """Stop without an outcome: the bot is stopping (its coverage actor already stopped;
+        at the next start the symbol is checked afresh)."""
+        self.finished = True
+        self.on_exit(self)
+        self.stop()
 
     def _finish(
         self,
@@ -325,6 +371,10 @@ class TrainerActor(BaseActor):
             )
 
 
+class _Stopping(Exception):
+    """Raised from a download's progress step once the System is stopping."""
+
+
 def _fit_finished(future: concurrent.futures.Future[TrainResult], staging_dir: str) -> FitFinished:
     try:
         result = future.result()
@@ -343,25 +393,3 @@ def _fit_finished(future: concurrent.futures.Future[TrainResult], staging_dir: s
         gate_reasons=tuple(result.gate_reasons),
         window_end_ms=result.window_end_ms,
     )
-
-
-class _ProgressLog:
-    """Logs a long download at every 25 % step, not on every page."""
-
-    def __init__(self, log: Any, symbol: str, expected: int) -> None:
-        self.log, self.symbol, self.expected = log, symbol, expected
-        self.next_step = 25
-
-    def __call__(self, done: int, expected: int) -> None:
-        total = max(1, expected or self.expected)
-        percent = min(100, 100 * done // total)
-        if percent >= self.next_step and total >= 5000:
-            self.log.info(
-                "%s: history download %d%% (%s of %s candles)",
-                self.symbol,
-                percent,
-                f"{done:,}",
-                f"{total:,}",
-            )
-            while self.next_step <= percent:
-                self.next_step += 25

@@ -190,7 +190,9 @@ class System:
 
     def stop(self, timeout: float = 10.0) -> None:
         """Coverage first (no new trainers), then trainers, trader, market data, store; then the
-        pool."""
+        pool, ending the fits still running (a download in a trainer leaves off at its next
+        page: `Runtime.stopping`)."""
+        self.runtime.stopping.set()
         self._stop_actor("coverage", timeout)
         self.trainers.stop_all(timeout)
         self._stop_actor("trader", timeout)

@@ -239,8 +239,18 @@ class TrainingPool(JobCount):
             return [p.pid for p in list(processes.values()) if p.pid is not None]
 
     def shutdown(self, cancel_pending: bool = True) -> None:
-        """Stop accepting jobs, cancel queued ones (if asked), wait for running ones."""
+        """Stop accepting jobs. With `cancel_pending`, cancel the queued ones and end the
+        running fits at once: their worker processes are terminated and their futures raise
+        ``BrokenProcessPool`` (a stopping bot has no use for them; a fit in a thread, which
+        cannot be ended, runs to its end). Without, wait for every job."""
         with self._cond:
             self._closed = True
             executor = self._executor
+        if cancel_pending:
+            # before shutdown(), which forgets the processes; the executor then sees its
+            # workers gone and fails their futures
+            processes = getattr(executor, "_processes", None) or {}
+            for process in list(processes.values()):
+                with contextlib.suppress(OSError, ValueError):  # already gone
+                    process.terminate()
         executor.shutdown(wait=True, cancel_futures=cancel_pending)

@@ -219,7 +219,7 @@ def prepare(symbol: str, candles: np.ndarray, timeframe: str, params: TrainParam
     neg, pos = _class_counts(y)
     if neg == 0 or pos == 0:
         raise UntrainableError(
-            f"{symbol}: labels have a single class (all {1 if pos else 0}) over {rows} rows "
+            f"{symbol}: labels have a single class (all {1 if pos else 0}) over {rows:,} rows "
             f"(label: return over {params.horizon_bars} candles > "
             f"{100 * params.label_threshold:.2f} %); nothing to learn"
         )

@@ -117,6 +117,16 @@ class TradeBook:
         self.trips.append(done)
         return done
 
+    def unrealized(self, prices: dict[str, float]) -> float:
+        """What the open positions would make sold at `prices`, before the sale's fee: value
+        minus their cost (the entry fees included, as realized PnL counts them). A symbol
+        without a price counts at its cost (zero)."""
+        return sum(
+            trip.amount * prices[symbol] - trip.cost
+            for symbol, trip in self.open.items()
+            if symbol in prices
+        )
+
     def stats(self, symbol: str | None = None) -> TradeStats:
         """Totals, of one symbol if given."""
         if symbol is None:

@@ -1,7 +1,9 @@
-"""The log file: the console's lines, its own level, rotated by size; and where it goes."""
+"""The log file: the console's lines, its own level, rotated by size; and where it goes. Long
+work: a bar on a terminal, one line at the end in the file (issue 13)."""
 
 from __future__ import annotations
 
+import io
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -9,9 +11,10 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from app.logs import add_log_file, configure_logging
+from app.logs import TerminalHandler, add_log_file, configure_logging, progress_bar
 from app.run import log_file_path
 from config.settings import Settings
+from core.progress import Progress, ProgressSteps
 
 
 @pytest.fixture
@@ -64,3 +67,87 @@ def test_log_file_path_from_settings_or_the_command_line(tmp_path: Path) -> None
     assert log_file_path(settings, "") is None
     none = msgspec.convert({"data_dir": str(tmp_path), "logging": {"file": ""}}, type=Settings)
     assert log_file_path(none) is None
+
+
+class Terminal(io.StringIO):
+    """What a terminal is to a stream handler: a stream that says it is a tty."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def _download(log: logging.Logger, task: str, total: int, pages: int) -> ProgressSteps:
+    steps = ProgressSteps(log, task, total, what="history download", unit="candles")
+    for page in range(1, pages + 1):
+        steps(page * total // pages, total)
+    return steps
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_progress_is_a_bar_on_a_terminal_and_one_line_in_the_file(tmp_path: Path) -> None:
+    terminal = Terminal()
+    configure_logging("INFO", terminal=TerminalHandler(terminal))
+    path = tmp_path / "bot.log"
+    add_log_file(path, "DEBUG", max_bytes=1 << 20, backups=1)
+    log = logging.getLogger("tradeactors.trainer")
+    btc = _download(log, "BTC/USDT", 2000, pages=2)
+    eth = _download(log, "ETH/USDT", 1000, pages=1)
+    log.info("BTC/USDT: history ready: 2,000 candles")
+    btc.end()
+    eth.end()
+    in_file = path.read_text().splitlines()
+    assert len(in_file) == 1 and in_file[0].endswith("BTC/USDT: history ready: 2,000 candles")
+    screen = terminal.getvalue()
+    # every redraw starts at the line's beginning; log lines are never torn by the bar
+    assert "history download 50%" not in screen
+    assert (
+        "\r\x1b[Khistory download [########################] 100%  2 symbols, "
+        "3,000 of 3,000 candles" in screen
+    )
+    # the line erased the bar, took a line of its own, and the bar came back below it
+    [line] = [part for part in screen.split("\r\x1b[K") if "history ready" in part]
+    assert line.startswith("20") and line.count("\n") == 1
+    assert line.endswith(
+        "BTC/USDT: history ready: 2,000 candles\nhistory download ["
+        + "#" * 24
+        + "] 100%  2 symbols, 3,000 of 3,000 candles"
+    )
+
+
+def test_progress_is_dropped_on_a_pipe() -> None:
+    pipe = io.StringIO()
+    handler = TerminalHandler(pipe)
+    log = logging.getLogger("tradeactors.test.pipe")
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    try:
+        _download(log, "BTC/USDT", 1000, pages=4).end()
+        log.info("BTC/USDT: history ready")
+    finally:
+        log.removeHandler(handler)
+    assert pipe.getvalue() == "BTC/USDT: history ready\n"
+
+
+def test_the_bar_sums_its_tasks_and_only_moves_forward() -> None:
+    steps = [
+        Progress("BTC/USDT", "history download", 500, 1000, "candles"),
+        Progress("ETH/USDT", "history download", 1000, 1000, "candles", ended=True),
+    ]
+    assert progress_bar(steps, width=10) == (
+        "history download [########--] 75%  2 symbols, 1,500 of 2,000 candles"
+    )
+    terminal = Terminal()
+    handler = TerminalHandler(terminal)
+    log = logging.getLogger("tradeactors.test.bar")
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    try:
+        btc = _download(log, "BTC/USDT", 1000, pages=1)
+        eth = ProgressSteps(log, "ETH/USDT", 1000, what="history download", unit="candles")
+        eth(100, 1000)
+        btc.end()  # BTC stays in the bar, full, until ETH ends too
+        assert terminal.getvalue().endswith("1,100 of 2,000 candles")
+        eth.end()
+        assert handler.tasks == {}
+    finally:
+        log.removeHandler(handler)

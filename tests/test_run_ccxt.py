@@ -44,7 +44,7 @@ trading: {{entry_threshold: 1.0e-9, exit_threshold: 0.0, max_hold_bars: 0, stake
         klines = [r.params for r in fake.requests if r.path == "/api/v3/klines"]
     assert "tradeactors starting: exchange ccxt (binance sandbox)" in text
     for symbol in ("BTC/USDT", "ETH/USDT"):
-        assert f"{symbol}: training started: downloading 3.0 days of 1m candles (4,320)" in text
+        assert f"{symbol}: history ready: 4,320 candles (3.0 days of 1m), 4,320 downloaded" in text
         assert f"{symbol}: TRAINING -> ACTIVE (model v00000" in text
         assert f"{symbol}: BUY " in text
     # the history came in pages of up to 1000 candles, from the fake
@@ -53,7 +53,8 @@ trading: {{entry_threshold: 1.0e-9, exit_threshold: 0.0, max_hold_bars: 0, stake
     # one order per symbol reached the exchange, with the trader's client order ids
     assert sorted(o.symbol_id for o in orders) == ["BTCUSDT", "ETHUSDT"]
     assert all(o.client_id.startswith("ta") and o.status == "FILLED" for o in orders)
-    assert "Health check OK: binance-sandbox answers" in text
+    # the health checks (every 2 s) asked the fake for the balances, signed
+    assert any(r.path == "/api/v3/account" for r in fake.requests)
     assert "Stopping (SIGTERM): coverage, trainers, trader, market data, model store" in text
     assert text.rstrip().endswith("Stopped cleanly.")
     assert "Traceback" not in text and API_SECRET not in text and API_KEY not in text
