@@ -16,7 +16,7 @@ from admin.protocol import (
     TrainersReply,
     WatchEvent,
 )
-from core.text import percent
+from core.text import percent, plural
 from core.timefmt import format_utc
 from policy.lifecycle import SymbolRecord
 
@@ -155,8 +155,8 @@ def format_event(event: Mapping[str, Any]) -> str:
             text = f"{e['symbol']}: {e['intent']} order {e['client_order_id']} failed: {e['error']}"
         case "Heartbeat":
             text = (
-                f"{e['active']} active symbols, {e['blocked']} blocked, "
-                f"{e['open_positions']} open positions"
+                f"{plural(e['active'], 'active symbol')}, {e['blocked']} blocked, "
+                f"{plural(e['open_positions'], 'open position')}"
             )
         case "TrainerStarted":
             text = f"{e['symbol']}: trainer started"

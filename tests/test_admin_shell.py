@@ -233,6 +233,10 @@ def test_each_watched_event_is_one_readable_line() -> None:
             {"active": 6, "blocked": 3, "open_positions": 2},
             "6 active symbols, 3 blocked, 2 open positions",
         ),
+        "Heartbeat ": (  # one of each: the nouns agree
+            {"active": 1, "blocked": 0, "open_positions": 1},
+            "1 active symbol, 0 blocked, 1 open position",
+        ),
         "TrainerFinished": (
             {"symbol": "SOL/USDT", "ok": False, "detail": "single class"},
             "SOL/USDT: trainer failed: single class",
