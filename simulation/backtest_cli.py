@@ -16,6 +16,7 @@ from typing import Any
 import msgspec
 
 from actors.clock import VirtualClock
+from app.preflight import PreflightError, check_output_dir
 from config.settings import SettingsError, load_settings
 from core.timeframes import timeframe_ms
 from exchange.replay import ReplayMarket
@@ -114,10 +115,11 @@ def command(args: Any) -> int:
             None if args.end is None else parse_utc(args.end),
         )
         backtest_settings(settings, market, settings.data_dir)  # refuse bad settings now
-    except (SettingsError, CandleFileError, ValueError) as exc:  # BacktestError, a timeframe
-        print(f"backtest: {exc}", file=sys.stderr)
+        out = Path(args.out)
+        check_output_dir(out, ("summary.json", "report.html", "backtest.log"))
+    except (SettingsError, CandleFileError, ValueError, PreflightError) as exc:
+        print(f"backtest: {exc}", file=sys.stderr)  # ValueError: BacktestError, a timeframe
         return 2
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     clock = VirtualClock(start=start_s(settings, window))
 

@@ -264,3 +264,19 @@ def test_bad_inputs_are_one_line_and_exit_2(tmp_path: Path, capsys, extra, messa
     err = capsys.readouterr().err.strip()
     assert message in err and "\n" not in err
     assert not (tmp_path / "out").exists()
+
+
+def test_an_unusable_out_is_one_line_and_exit_2_before_any_replay(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings = tmp_path / "s.yaml"
+    settings.write_text("timeframe: 5m\nexchange: {quote: BTC}\n")
+    (tmp_path / "afile").write_text("x")
+    argv = ["backtest", "--settings", str(settings), "--candles", str(REALDATA)]
+    assert supervisor.main([*argv, "--out", str(tmp_path / "afile" / "report")]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        f"backtest: --out {tmp_path / 'afile' / 'report'}: a file is in the way "
+        f"({tmp_path / 'afile'} is not a folder)\n"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "s.yaml"]
