@@ -43,7 +43,8 @@ exchange (`policy.reconcile`) before it places anything; the one-line
 summary is logged (`Reconciled with paper: ...`) and published as `Reconciled`.
 If the exchange cannot be asked, or an order's outcome is unknown (the exchange
 did not answer create_order), no order is placed until a reconciliation succeeds
-(retried on every candle).
+(retried on every candle, asking only about the unresolved and resting orders and
+the positions: `execution.reconcile`'s retry).
 
 After a (re)start nothing is decided until both the model store's and the coverage
 actor's first snapshots have arrived: a held position judged without its model
@@ -96,7 +97,7 @@ from exchange.types import ExchangeError, Order, OrderRejected, OrderRequest, Or
 from execution.reconcile import reconcile, record_order
 from models.artifacts import LoadedModel
 from policy.lifecycle import SymbolState, is_blocked
-from policy.reconcile import position_of
+from policy.reconcile import ReconcileReport, position_of
 from policy.results import TradeBook, format_round_trip
 from policy.risk import (
     Decision,
@@ -245,28 +246,42 @@ class TraderActor(BaseActor):
     # --- state and reconciliation -----------------------------------------------------
 
     def _load(self) -> None:
-        """What a previous incarnation (or process) left in the ledger."""
+        """What a previous incarnation (or process) left in the ledger (read once, at start:
+        afterwards the trader knows each change it makes, and a reconciliation says its own)."""
         self.paused = self.ledger.value(PAUSED_KEY) == "1"
         self.book = TradeBook.of(self.ledger.fills())
         for row in self.ledger.orders():  # a decided candle is never decided again
             if row.candle_ms > self.last_candle_ms.get(row.symbol, -1):
                 self.last_candle_ms[row.symbol] = row.candle_ms
             if row.side == Side.SELL and row.filled > 0:  # the cooldown survives a restart
-                self.last_exit_at[row.symbol] = max(
-                    row.created_at, self.last_exit_at.get(row.symbol, row.created_at)
-                )
+                self._exited(row.symbol, row.created_at)
+        self._load_positions()
+
+    def _load_positions(self) -> None:
         self.positions = {s: position_of(r) for s, r in self.ledger.positions().items()}
+
+    def _exited(self, symbol: str, decided_at: float) -> None:
+        self.last_exit_at[symbol] = max(decided_at, self.last_exit_at.get(symbol, decided_at))
+
+    def _apply_reconciled(self, report: ReconcileReport) -> None:
+        """What a reconciliation changed: the fills it recorded and the positions (it may cut
+        them); nothing else in the ledger moved."""
+        for fill in report.fills:
+            self.book.add(fill)
+            if fill.side == Side.SELL:
+                row = self.ledger.get(fill.client_order_id)
+                self._exited(fill.symbol, row.created_at if row is not None else fill.at)
+        self._load_positions()
 
     def _reconcile(self) -> bool:
         """Make the ledger agree with the exchange; True when trading may go on."""
-        when = "after an unknown outcome" if self.started_reconciled else "at the restart"
         try:
             report = reconcile(
                 self.exchange,
                 self.ledger,
                 self.clock.now(),
                 settle_s=self.exchange.settle_window_s,
-                when=when,
+                retry=self.started_reconciled,
             )
         except ExchangeError as exc:
             self.reconciled = False
@@ -283,7 +298,7 @@ class TraderActor(BaseActor):
             self.log.warning("%s (reconciliation mismatch)", mismatch)
         summary = report.summary(self.exchange.name)
         self.log.info("%s", summary)
-        self._load()
+        self._apply_reconciled(report)
         if report.retry_at is not None:  # a SENT order may still arrive: not decided yet
             self.reconciled = False
             due = self.clock.schedule_once(report.retry_at, self.actor_ref, ReconcileDue())

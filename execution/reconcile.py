@@ -71,20 +71,30 @@ def reconcile(
     now: float,
     *,
     settle_s: float = 0.0,
-    when: str = "at the restart",
+    retry: bool = False,
 ) -> ReconcileReport:
     """Resolve unknown orders, refresh resting ones, check positions against balances.
 
     A SENT order the exchange does not have, sent less than `settle_s` ago (the
     exchange's recvWindow: it may still arrive), stays SENT and is counted in
     `report.in_flight`, with `report.retry_at` the time to look again (on the
-    caller's clock: nothing here waits). `when` goes into the notes.
+    caller's clock: nothing here waits). The fills it records are in `report.fills`.
+
+    At the restart (`retry` False) the whole ledger is checked. A `retry` (the ledger
+    agreed with the exchange since the start; then an order's outcome became unknown,
+    and the caller looks again every candle until it is known) asks only what can have
+    changed since: the unresolved and resting orders, and the positions held and of those
+    orders' symbols. The scan of every order resting on the exchange (for orders not in
+    the ledger) and the check of every symbol ever traded are not repeated.
 
     Raises ExchangeError if the exchange cannot be asked; what was resolved until
     then stays recorded, and running it again continues from there.
     """
+    when = "after an unknown outcome" if retry else "at the restart"
     report = ReconcileReport(resolved={}, mismatches=[], notes=[])
+    looked_up: set[str] = set()
     for row in ledger.orders(*UNRESOLVED, *LIVE):
+        looked_up.add(row.symbol)
         found = exchange.fetch_order(row.symbol, row.client_order_id)
         until = still_in_flight(row, now, settle_s) if found is None else None
         if until is not None:
@@ -118,8 +128,13 @@ def reconcile(
                 updated_at=now,
             )
         elif found is not None and resolution.outcome not in ("unchanged", "conflict"):
-            record_order(ledger, row.client_order_id, found, now)
+            recorded = record_order(ledger, row.client_order_id, found, now)
+            if recorded.fill is not None:
+                report.fills.append(recorded.fill)
 
+    if retry:
+        _check_positions(exchange, ledger, report, looked_up)
+        return report
     known = {r.client_order_id for r in ledger.orders(*LIVE)}
     resting = exchange.fetch_open_orders()
     for order in resting:
@@ -134,12 +149,20 @@ def reconcile(
     return report
 
 
-def _check_positions(exchange: ExchangePort, ledger: Ledger, report: ReconcileReport) -> None:
+def _check_positions(
+    exchange: ExchangePort,
+    ledger: Ledger,
+    report: ReconcileReport,
+    symbols: set[str] | None = None,
+) -> None:
+    """Compare the positions held, and those of `symbols` (None: of every symbol ever
+    traded, which reads every order of the ledger), with the exchange's balances."""
     balances: dict[str, Balance] = exchange.fetch_balances()
     markets = exchange.load_markets()
     positions = ledger.positions()
-    traded = {r.symbol for r in ledger.orders() if r.filled > 0}
-    for symbol in sorted(set(positions) | traded):
+    if symbols is None:
+        symbols = {r.symbol for r in ledger.orders() if r.filled > 0}
+    for symbol in sorted(set(positions) | symbols):
         base = symbol.partition("/")[0]
         held = balances[base].total if base in balances else 0.0
         ours = positions[symbol].amount if symbol in positions else 0.0

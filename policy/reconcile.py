@@ -37,6 +37,7 @@ from exchange.types import Order, OrderStatus, Side
 from policy.risk import Position
 from storage.ledger import (
     UNRESOLVED,
+    FillRow,
     OrderRow,
     OrderState,
     PositionRow,
@@ -229,6 +230,7 @@ class ReconcileReport(msgspec.Struct):
     notes: list[str] = []
     in_flight: int = 0  # SENT orders not on the exchange yet that may still arrive
     retry_at: float | None = None  # when the last of them can no longer arrive
+    fills: list[FillRow] = []  # what executed that the ledger learnt of, in that order
 
     def summary(self, exchange: str) -> str:
         n = sum(self.resolved.values())

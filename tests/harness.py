@@ -62,6 +62,51 @@ class Recorder:
             self.items.clear()
 
 
+class Stalling:
+    """An exchange that stalls on chosen calls: everything goes to `inner`, but after
+    `hold(name)` each call of `name` (whose arguments pass `only`, if given) sets
+    `entered[name]` and waits until `release(name)` (a real wait, on an event the test
+    sets; at most 30 s, then it fails). `asked` keeps every call's name and arguments."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self._lock = threading.Lock()
+        self._gates: dict[str, tuple[threading.Event, Callable[..., bool] | None]] = {}
+        self.entered: dict[str, threading.Event] = {}
+        self.asked: list[tuple[str, tuple[Any, ...]]] = []
+
+    def hold(self, name: str, only: Callable[..., bool] | None = None) -> None:
+        with self._lock:
+            self._gates[name] = (threading.Event(), only)
+            self.entered[name] = threading.Event()
+
+    def release(self, name: str) -> None:
+        with self._lock:
+            gate, _ = self._gates.pop(name)
+        gate.set()
+
+    def calls(self, name: str) -> list[tuple[Any, ...]]:
+        with self._lock:
+            return [args for called, args in self.asked if called == name]
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self.inner, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            with self._lock:
+                self.asked.append((name, args))
+                gate, only = self._gates.get(name, (None, None))
+                entered = self.entered.get(name)
+            if gate is not None and entered is not None and (only is None or only(*args)):
+                entered.set()
+                assert gate.wait(30), f"{name}: stalled and never released"
+            return attr(*args, **kwargs)
+
+        return call
+
+
 def settle(runtime: Runtime, timeout: float = 60.0) -> None:
     """Wait until the actors of `runtime` (one System's, or one test's) are quiet."""
     runtime.wait_quiet(timeout)

@@ -18,7 +18,7 @@ from policy.results import TradeBook
 from policy.risk import Intent, Position, client_order_id
 from storage.db import Database, SqliteLedger
 from storage.ledger import OrderRow, OrderState, PositionRow
-from tests.harness import T0
+from tests.harness import T0, Stalling
 from tests.test_storage_db import order
 
 CANDLE = int(T0 * 1000) - 60_000
@@ -251,6 +251,49 @@ def test_an_exchange_that_cannot_answer_stops_the_pass_and_keeps_what_was_done(
     assert report.resolved == {"never sent": 1}
 
 
+class Reads:
+    """The ledger, noting the states each read of orders asked for (`()`: every order)."""
+
+    def __init__(self, inner: SqliteLedger) -> None:
+        self.inner = inner
+        self.order_reads: list[tuple[OrderState, ...]] = []
+
+    def orders(self, *states: OrderState) -> list[OrderRow]:
+        self.order_reads.append(states)
+        return self.inner.orders(*states)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def test_a_retry_asks_only_about_unresolved_orders_and_positions(
+    paper: PaperExchange, ledger: SqliteLedger
+) -> None:
+    """After an unknown outcome the trader reconciles on every candle until it is known: each
+    pass must not read the whole ledger again, nor scan every order resting on the exchange
+    (on Binance weight 80, an order lookup 4)."""
+    for symbol, amount in (("ETH/USDT", 0.05), ("SOL/USDT", 0.5)):  # bought and recorded
+        coid, request = intent(ledger, symbol, Intent.ENTRY, amount, OrderState.SENT)
+        record_order(ledger, coid, paper.create_order(request), now=T0)
+    btc, request = intent(ledger, "BTC/USDT", Intent.ENTRY, 0.002, OrderState.SENT)
+    paper.create_order(request)  # the exchange filled it; its answer was lost
+    exchange, reads = Stalling(paper), Reads(ledger)
+
+    report = reconcile(exchange, reads, now=T0 + 5, retry=True)  # type: ignore[arg-type]
+
+    assert report.resolved == {"filled": 1} and report.mismatches == []
+    assert [(f.client_order_id, f.amount) for f in report.fills] == [(btc, 0.002)]
+    assert report.positions == 3  # every position held is still checked against the balances
+    assert () not in reads.order_reads  # no read of every order
+    asked = [name for name, _ in exchange.asked]
+    assert "fetch_open_orders" not in asked
+    assert exchange.calls("fetch_order") == [("BTC/USDT", btc)]
+    # at the restart the same pass reads everything: orders not placed by the bot show there
+    exchange, reads = Stalling(paper), Reads(ledger)
+    reconcile(exchange, reads, now=T0 + 6)  # type: ignore[arg-type]
+    assert () in reads.order_reads and exchange.calls("fetch_open_orders") == [()]
+
+
 def test_a_sent_order_is_not_called_never_sent_until_its_recv_window_has_passed(
     paper: PaperExchange, ledger: SqliteLedger
 ) -> None:
@@ -271,7 +314,7 @@ def test_a_sent_order_is_not_called_never_sent_until_its_recv_window_has_passed(
         "0 orders resolved, 2 orders maybe still in flight, 0 positions, 0 mismatches"
     )
     paper.create_order(late_request)  # the late one lands after all
-    report = reconcile(paper, ledger, now=T0 + 6, settle_s=6.0, when="after an unknown outcome")
+    report = reconcile(paper, ledger, now=T0 + 6, settle_s=6.0, retry=True)
     assert (report.in_flight, report.resolved) == (0, {"filled": 1, "never sent": 1})
     assert ledger.get(late).state is OrderState.FILLED  # type: ignore[union-attr]
     never = ledger.get(lost)
