@@ -18,6 +18,9 @@
   its background work is in flight: the barrier that tests and the simulator use
   before they assert or advance virtual time. Two Systems in one process have
   two runtimes and do not wait for each other.
+- `Later` is a reply an actor gives after its handler returned, once work outside
+  its mailbox is done (`BaseActor.reply_later`); `ask` waits for it within the
+  ask's one timeout, so the asker sees an ordinary reply.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ import time
 from collections.abc import Callable
 from contextlib import suppress
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import pykka
 
@@ -144,6 +147,44 @@ class Runtime:
                 return
 
 
+class Later:
+    """A reply given after the handler returned: the handler returns it at once and answers
+    it from a later message (the outcome of work outside the mailbox), so the mailbox serves
+    other messages meanwhile. `ask` waits for the answer within the ask's timeout. Answered
+    once: a second answer is ignored."""
+
+    def __init__(self) -> None:
+        self._future: pykka.ThreadingFuture[Any] = pykka.ThreadingFuture()
+        self.answered = False
+
+    def answer(self, value: Any) -> None:
+        if not self.answered:
+            self.answered = True
+            self._future.set(value)
+
+    def fail(self, exc: BaseException) -> None:
+        if not self.answered:
+            self.answered = True
+            self._future.set_exception(exc_info=(type(exc), exc, None))
+
+    def get(self, timeout: float) -> Any:
+        """The answer; pykka.Timeout after `timeout` s, or the exception it failed with."""
+        return self._future.get(timeout=timeout)
+
+
+class Asks(Protocol):
+    def ask(self, message: Any, timeout: float = ...) -> Any: ...
+
+
+def ask(target: Asks | pykka.ActorRef[Any], message: Any, timeout: float = 10.0) -> Any:
+    """Ask and wait for the reply, a `Later` one included, within one `timeout` in all."""
+    deadline = time.monotonic() + timeout
+    reply = target.ask(message, timeout=timeout)
+    if isinstance(reply, Later):
+        return reply.get(max(0.0, deadline - time.monotonic()))
+    return reply
+
+
 class Address:
     """A stable handle on an actor: `tell` goes to its current incarnation.
 
@@ -177,11 +218,12 @@ class Address:
             log.warning("%s: not running; dropped %s", self.name, type(message).__name__)
 
     def ask(self, message: Any, timeout: float = 10.0) -> Any:
-        """Ask and wait for the reply; raises pykka.ActorDeadError if not running."""
+        """Ask and wait for the reply (a `Later` one too, within the same timeout); raises
+        pykka.ActorDeadError if not running, pykka.Timeout if it does not answer in time."""
         ref = self._ref
         if ref is None:
             raise pykka.ActorDeadError(f"{self.name} is not running")
-        return ref.ask(message, timeout=timeout)
+        return ask(ref, message, timeout)
 
     def __repr__(self) -> str:
         return f"Address({self.name!r})"
@@ -287,6 +329,7 @@ class BaseActor(pykka.ThreadingActor):
         self._timers: list[int] = []
         self._holding_tick = False
         self._death_reported = False
+        self._unanswered: list[Later] = []  # replies promised by `reply_later`
         self._handled = self.runtime.join(self.actor_ref)
 
     # --- hooks for subclasses ---------------------------------------------------
@@ -319,6 +362,14 @@ class BaseActor(pykka.ThreadingActor):
 
     def publish(self, event: Event) -> None:
         self.events.publish(event)
+
+    def reply_later(self) -> Later:
+        """A reply for the handler to return now and answer from a later message. Should the
+        actor stop first, the asker gets ActorDeadError at once rather than wait it out."""
+        self._unanswered = [later for later in self._unanswered if not later.answered]
+        later = Later()
+        self._unanswered.append(later)
+        return later
 
     def run_outside(
         self,
@@ -357,13 +408,13 @@ class BaseActor(pykka.ThreadingActor):
         try:
             self.started()
         except Exception as exc:
-            self._cancel_timers()
+            self._cancel_pending()
             self.runtime.leave(self._handled)
             self._report_death(exc, during_start=True)
             raise
 
     def on_stop(self) -> None:
-        self._cancel_timers()
+        self._cancel_pending()
         self.runtime.leave(self._handled)
         self.stopped()
 
@@ -373,7 +424,7 @@ class BaseActor(pykka.ThreadingActor):
         exception_value: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        self._cancel_timers()
+        self._cancel_pending()
         self.runtime.leave(self._handled)
         self._report_death(exception_value, during_start=False)
 
@@ -427,7 +478,11 @@ class BaseActor(pykka.ThreadingActor):
         """The work of a held tick is done (unknown or cancelled timers are ignored)."""
         self.clock.tick_handled(timer_id)
 
-    def _cancel_timers(self) -> None:
+    def _cancel_pending(self) -> None:
+        """Stopping (in order or by a failure): timers and promised replies end with it."""
         for timer_id in self._timers:
             self.clock.cancel(timer_id)
         self._timers.clear()
+        for later in self._unanswered:
+            later.fail(pykka.ActorDeadError(f"{self.name} stopped before answering"))
+        self._unanswered.clear()

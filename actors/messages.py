@@ -17,8 +17,10 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from exchange.types import OrderRequest
+from execution.orders import Sent
 from policy.lifecycle import SymbolRecord
-from policy.risk import Intent, Position
+from policy.risk import Decision, Intent, Position
 
 if TYPE_CHECKING:  # importing the messages must not import scikit-learn
     from models.artifacts import LoadedModel
@@ -271,6 +273,25 @@ class BalancesFetched(Message, frozen=True):
     balances: dict[str, Any] | None  # asset -> exchange.types.Balance; None: failed
     error: str | None = None
     health: bool = False  # the periodic health check (it logs its line)
+
+
+class ClosePriced(Message, frozen=True):
+    """Trader, to itself: the price an admin close is sent at, looked up outside its mailbox
+    (the symbol's last closed candle)."""
+
+    symbol: str
+    candle_ms: int | None = None  # that candle's open time; None: no price
+    price: float | None = None
+    error: str | None = None  # why there is none
+
+
+class OrderAnswered(Message, frozen=True):
+    """Trader, to itself: what became of an order sent outside its mailbox (recorded SENT)."""
+
+    request: OrderRequest
+    decision: Decision
+    price: float  # the price it was decided at (the fill's, if the exchange gives none)
+    sent: Sent
 
 
 class ReconcileDue(Message, frozen=True):

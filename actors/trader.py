@@ -3,7 +3,8 @@
 One module over 500 lines because it is one actor: its handlers share the
 positions, the pause flag and the reconciliation state; its pure parts already
 live elsewhere (the decision rule in models/decision.py, results in
-policy/results.py, the ledger I/O in execution/reconcile.py).
+policy/results.py, the ledger I/O in execution/orders.py and
+execution/reconcile.py).
 
 Accepts:
 - `TradeTick` (its clock timer, once per candle, just after the close): asks the
@@ -25,7 +26,12 @@ symbol's P(up) and decision at DEBUG.
   message. Balances are fetched so after a start and after each fill too, and
   `GetTraderStatus` answers from them without asking the exchange.
 - `ModelsUpdated` (store), `SymbolStates` (coverage): what it may trade and with what.
-- `Pause`, `Resume`, `CloseSymbol`, `CloseAll` (admin): reply `CommandResult`.
+- `Pause`, `Resume` (admin): reply `CommandResult`.
+- `CloseSymbol`, `CloseAll` (admin): reply `CommandResult` once the exchange answered
+  (a `Later`): the price lookup and the sale run outside the mailbox (`ClosePriced`,
+  `OrderAnswered` come back), so a stalled exchange holds up no other message. A
+  close asked again while one is in flight for the symbol gets that one's answer, and
+  nothing else is placed for the symbol meanwhile: one order, however often asked.
 - `GetTraderStatus` (ask): reply `TraderStatus`, with the trade results:
   realized PnL after every fee, fees paid, round trips and win rate
   (`policy.results`, rebuilt from the ledger's fills at every start).
@@ -33,9 +39,9 @@ symbol's P(up) and decision at DEBUG.
 A sale that closes a position logs the round trip's result, e.g.
 `BTC/USDT: SELL ... fee 0.1000 USDT, round trip +0.42 USDT (+0.35 %)`.
 
-Every order is recorded in the ledger (state NEW) before it is sent, under a
+Every order is recorded in the ledger (state NEW, then SENT) before it is sent, under a
 client order id derived from (symbol, candle time, intent), and its answer is
-recorded with its fill and the position in one transaction.
+recorded with its fill and the position in one transaction (`execution.orders`).
 
 At start (and so after any restart) the trader reloads its positions, pause
 flag and realized PnL from the ledger and reconciles the ledger with the
@@ -56,18 +62,20 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pykka
 
-from actors.base import BaseActor, Runtime, Topic
+from actors.base import BaseActor, Later, Runtime, Topic
 from actors.clock import Clock, Mailbox
 from actors.messages import (
     BalancesFetched,
     CandlesClosed,
     CandlesOverdue,
     CloseAll,
+    ClosePriced,
     CloseSymbol,
     CommandResult,
     FetchCandles,
@@ -76,6 +84,7 @@ from actors.messages import (
     Heartbeat,
     HeartbeatTick,
     ModelsUpdated,
+    OrderAnswered,
     OrderFailed,
     OrderPlaced,
     Pause,
@@ -93,7 +102,8 @@ from core.text import plural
 from core.timefmt import format_utc
 from core.timeframes import timeframe_s
 from exchange.port import ExchangePort
-from exchange.types import ExchangeError, Order, OrderRejected, OrderRequest, OrderStatus, Side
+from exchange.types import Candle, ExchangeError, Order, OrderRequest, OrderStatus, Side
+from execution.orders import Sent, record_intent, record_refusal, send
 from execution.reconcile import reconcile, record_order
 from models.artifacts import LoadedModel
 from policy.lifecycle import SymbolState, is_blocked
@@ -108,7 +118,7 @@ from policy.risk import (
     limits_from_settings,
 )
 from policy.summary import summary_line
-from storage.ledger import Ledger, OrderRow, OrderState
+from storage.ledger import Ledger, OrderRow
 
 PAUSED_KEY = "trader.paused"
 
@@ -166,6 +176,10 @@ class TraderActor(BaseActor):
         self.balances: dict[str, Any] | None = None
         self.balances_seq = 0  # requests made
         self.balances_seq_seen = 0  # the newest one applied
+        # admin closes in flight (price lookup or sale, outside the mailbox) -> whom to tell
+        # the outcome; nothing else is placed for such a symbol until it is known
+        self.closing: dict[str, list[Callable[[CommandResult], None]]] = {}
+        self.sending = 0  # orders sent outside the mailbox, answer not back yet
 
     def started(self) -> None:
         self.log.info(
@@ -230,13 +244,15 @@ class TraderActor(BaseActor):
                 self.log.info("Trading resumed")
                 return CommandResult(ok=True, detail="resumed")
             case CloseSymbol(symbol=symbol):
-                return self._close(symbol)
+                later = self.reply_later()
+                self._close(symbol, later.answer)
+                return later
             case CloseAll():
-                results = [self._close(s) for s in sorted(self.positions)]
-                closed = sum(r.ok for r in results)
-                return CommandResult(
-                    ok=all(r.ok for r in results), detail=f"closed {plural(closed, 'position')}"
-                )
+                return self._close_all()
+            case ClosePriced():
+                self._on_close_priced(message)
+            case OrderAnswered():
+                self._on_order_answered(message)
             case GetTraderStatus():
                 return self._status()
             case _:
@@ -275,6 +291,12 @@ class TraderActor(BaseActor):
 
     def _reconcile(self) -> bool:
         """Make the ledger agree with the exchange; True when trading may go on."""
+        if self.sending:  # its lookup could call an order on the wire "never sent"
+            self.log.info(
+                "Reconciliation waits for the answer to %s sent (looked at again next candle)",
+                plural(self.sending, "order"),
+            )
+            return False
         try:
             report = reconcile(
                 self.exchange,
@@ -488,53 +510,68 @@ class TraderActor(BaseActor):
             self._place(symbol, candle_ms, price, decision)
 
     def _place(self, symbol: str, candle_ms: int, price: float, decision: Decision) -> bool:
+        """Record, send and record the answer, in the handler (a candle's decisions)."""
+        if symbol in self.closing:
+            self.log.info(
+                "%s: %s order not placed: an admin close of it is in flight",
+                symbol,
+                decision.intent,
+            )
+            return False
+        request = self._record_intent(symbol, candle_ms, decision)
+        if request is None:
+            return False
+        return self._answered(request, decision, price, send(self.exchange, request))
+
+    def _record_intent(
+        self, symbol: str, candle_ms: int, decision: Decision
+    ) -> OrderRequest | None:
+        """The order recorded NEW then SENT under its client order id; None if it was already
+        (never sent twice)."""
         coid = client_order_id(symbol, candle_ms, decision.intent)
-        side = Side.BUY if decision.intent is Intent.ENTRY else Side.SELL
         now = self.clock.now()
         row = OrderRow(
             client_order_id=coid,
             symbol=symbol,
-            side=side,
+            side=Side.BUY if decision.intent is Intent.ENTRY else Side.SELL,
             intent=decision.intent,
             amount=decision.amount,
             candle_ms=candle_ms,
             created_at=now,
             updated_at=now,
         )
-        if not self.ledger.add_intent(row):
+        request = record_intent(self.ledger, row, now)
+        if request is None:
             self.log.info("%s: order %s already in the ledger; not sent again", symbol, coid)
-            return False
-        request = OrderRequest(
-            symbol=symbol, side=side, amount=decision.amount, client_order_id=coid
-        )
-        self.ledger.update(coid, state=OrderState.SENT, updated_at=now)
-        try:
-            order = self.exchange.create_order(request)
-        except ExchangeError as exc:
-            if isinstance(exc, OrderRejected):
-                self.ledger.update(coid, state=OrderState.REJECTED, error=str(exc), updated_at=now)
-                self.log.warning("%s: %s order %s refused: %s", symbol, decision.intent, coid, exc)
-            else:  # it may have reached the exchange: stays SENT until looked up
-                self.reconciled = False
-                self.log.warning(
-                    "%s: %s order %s outcome unknown (%s); no orders until it is looked up",
-                    symbol,
-                    decision.intent,
-                    coid,
-                    exc,
-                )
-            self.publish(
-                OrderFailed(
-                    at=now,
-                    symbol=symbol,
-                    client_order_id=coid,
-                    intent=decision.intent,
-                    error=str(exc),
-                )
+        return request
+
+    def _answered(
+        self, request: OrderRequest, decision: Decision, price: float, sent: Sent
+    ) -> bool:
+        """Record what became of a sent order; True if the exchange took it."""
+        if sent.order is not None:
+            self._record_fill(sent.order, decision, price)
+            return True
+        now = self.clock.now()
+        symbol, coid, error = request.symbol, request.client_order_id, sent.error or ""
+        if sent.refused:
+            record_refusal(self.ledger, coid, error, now)
+            self.log.warning("%s: %s order %s refused: %s", symbol, decision.intent, coid, error)
+        else:  # it may have reached the exchange: stays SENT until looked up
+            self.reconciled = False
+            self.log.warning(
+                "%s: %s order %s outcome unknown (%s); no orders until it is looked up",
+                symbol,
+                decision.intent,
+                coid,
+                error,
             )
-            return False
-        self._record_fill(order, decision, price)
-        return True
+        self.publish(
+            OrderFailed(
+                at=now, symbol=symbol, client_order_id=coid, intent=decision.intent, error=error
+            )
+        )
+        return False
 
     def _record_fill(self, order: Order, decision: Decision, price: float) -> None:
         now = self.clock.now()
@@ -583,21 +620,105 @@ class TraderActor(BaseActor):
             )
         )
 
-    def _close(self, symbol: str) -> CommandResult:
-        if not self.reconciled and not self._reconcile():
-            return CommandResult(ok=False, detail="not reconciled with the exchange yet")
+    # --- admin closes: the exchange is asked outside the mailbox ---------------------------
+
+    def _close_all(self) -> Later:
+        """Close every open position; one answer once each close has its own."""
+        later = self.reply_later()
+        symbols = sorted(self.positions)
+        results: dict[str, CommandResult] = {}
+
+        def one_done(symbol: str) -> Callable[[CommandResult], None]:
+            def done(result: CommandResult) -> None:
+                results[symbol] = result
+                if len(results) == len(symbols):
+                    later.answer(closed_all(list(results.values())))
+
+            return done
+
+        for symbol in symbols:
+            self._close(symbol, one_done(symbol))
+        if not symbols:
+            later.answer(closed_all([]))
+        return later
+
+    def _close(self, symbol: str, done: Callable[[CommandResult], None]) -> None:
+        """Sell `symbol`'s whole position at market; `done(result)` once the exchange has
+        answered (at once when there is nothing to sell). Asked again while that close is in
+        flight, the same close answers both."""
+        waiting = self.closing.get(symbol)
+        if waiting is not None:
+            waiting.append(done)
+            return
+        if not self.reconciled:
+            done(CommandResult(ok=False, detail="not reconciled with the exchange yet"))
+            return
+        if symbol not in self.positions:
+            done(CommandResult(ok=False, detail=f"{symbol}: no open position"))
+            return
+        self.closing[symbol] = [done]
+        exchange, timeframe = self.exchange, self.timeframe
+
+        def priced(got: list[Candle] | ExchangeError) -> ClosePriced:
+            if isinstance(got, ExchangeError):
+                return ClosePriced(symbol=symbol, error=str(got))
+            if not got:
+                return ClosePriced(symbol=symbol, error="no closed candle")
+            return ClosePriced(symbol=symbol, candle_ms=int(got[-1][0]), price=float(got[-1][4]))
+
+        # The last closed candle (the port returns closed candles only), not a ticker: its
+        # open time keys the client order id as for every decision (symbol, candle, intent),
+        # so a close asked twice within a candle can never be sent twice. Its close price is
+        # only what the log shows if the exchange reports no average price: a market sale of
+        # the whole amount needs none. A ticker would be fresher by under a candle but keys
+        # nothing, and the port has only every market's tickers at once (heavy on Binance).
+        self.run_outside(
+            lambda: exchange.fetch_ohlcv(symbol, timeframe, limit=1), priced, expected=ExchangeError
+        )
+
+    def _on_close_priced(self, message: ClosePriced) -> None:
+        """The price is in: record the sale (NEW, SENT) and send it outside the mailbox."""
+        symbol = message.symbol
         position = self.positions.get(symbol)
-        if position is None:
-            return CommandResult(ok=False, detail=f"{symbol}: no open position")
-        try:
-            candles = self.exchange.fetch_ohlcv(symbol, self.timeframe, limit=1)
-        except ExchangeError as exc:
-            return CommandResult(ok=False, detail=f"{symbol}: no price to close at: {exc}")
-        candle_ms, price = int(candles[-1][0]), float(candles[-1][4])
-        decision = Decision(intent=Intent.CLOSE, amount=position.amount, why="closed by admin")
-        if self._place(symbol, candle_ms, price, decision):
-            return CommandResult(ok=True, detail=f"{symbol}: position closed")
-        return CommandResult(ok=False, detail=f"{symbol}: close order failed (see the log)")
+        if message.candle_ms is None or message.price is None:
+            result = CommandResult(
+                ok=False, detail=f"{symbol}: no price to close at: {message.error}"
+            )
+        elif not self.reconciled:  # an order's outcome became unknown meanwhile
+            result = CommandResult(ok=False, detail="not reconciled with the exchange yet")
+        elif position is None:  # a reconciliation found it sold meanwhile
+            result = CommandResult(ok=False, detail=f"{symbol}: no open position")
+        else:
+            decision = Decision(intent=Intent.CLOSE, amount=position.amount, why="closed by admin")
+            request = self._record_intent(symbol, message.candle_ms, decision)
+            if request is not None:
+                self._send_outside(request, decision, message.price)
+                return
+            result = CommandResult(ok=False, detail=f"{symbol}: close order failed (see the log)")
+        self._closed(symbol, result)
+
+    def _send_outside(self, request: OrderRequest, decision: Decision, price: float) -> None:
+        """`create_order` in a thread of its own; `OrderAnswered` comes back."""
+        exchange = self.exchange
+        self.sending += 1
+
+        def answered(sent: Sent) -> OrderAnswered:
+            return OrderAnswered(request=request, decision=decision, price=price, sent=sent)
+
+        self.run_outside(lambda: send(exchange, request), answered)
+
+    def _on_order_answered(self, message: OrderAnswered) -> None:
+        self.sending -= 1
+        symbol = message.request.symbol
+        if self._answered(message.request, message.decision, message.price, message.sent):
+            self._closed(symbol, CommandResult(ok=True, detail=f"{symbol}: position closed"))
+        else:
+            detail = f"{symbol}: close order failed (see the log)"
+            self._closed(symbol, CommandResult(ok=False, detail=detail))
+
+    def _closed(self, symbol: str, result: CommandResult) -> None:
+        for done in self.closing.pop(symbol, []):
+            done(result)
 
     # --- reporting ----------------------------------------------------------------------
 
@@ -700,6 +821,14 @@ def _delivered(mailbox: Mailbox, message: Any) -> bool:
     except pykka.ActorDeadError:
         return False
     return True
+
+
+def closed_all(results: list[CommandResult]) -> CommandResult:
+    """The answer to `close-all` from each position's close."""
+    closed = sum(r.ok for r in results)
+    return CommandResult(
+        ok=all(r.ok for r in results), detail=f"closed {plural(closed, 'position')}"
+    )
 
 
 def missing_lines(missing: dict[str, str], named: int = 5) -> list[str]:

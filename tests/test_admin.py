@@ -33,11 +33,12 @@ from actors.messages import (
     UniverseRefreshed,
 )
 from admin.protocol import MAX_FRAME_BYTES, AdminRequest, ErrorReply, decode_request
+from exchange.port import ExchangeRoles
 from exchange.types import TransientExchangeError
 from policy.lifecycle import DAY_S, SymbolState
 from policy.risk import Intent
 from tests.admin_client import TOKEN, AdminBot
-from tests.harness import EVERY_CANDLE, T0, Bot
+from tests.harness import EVERY_CANDLE, T0, Bot, Stalling
 from tests.harness import HOLD as HOLD_ONE
 
 HOLD = {**HOLD_ONE, "max_open_positions": 10}
@@ -183,6 +184,35 @@ def test_close_and_close_all_sell_open_positions(admin: MakeAdmin) -> None:
     status = c.call("Status")
     assert status["positions"] == [] and status["realized_pnl"] != 0.0
     assert [o.intent for o in bot.events.of(OrderPlaced)] == [Intent.CLOSE] * 3
+
+
+def test_a_close_is_answered_when_the_stalled_exchange_answers_and_status_meanwhile(
+    admin: MakeAdmin,
+) -> None:
+    stalling: list[Stalling] = []
+
+    def roles(paper: Any) -> ExchangeRoles:
+        stalling.append(Stalling(paper))
+        return ExchangeRoles.single(paper)._replace(orders=stalling[0])
+
+    a = admin(["BTC/USDT", "ETH/USDT"], trading=HOLD, roles=roles)
+    bot, closer, other = a.bot, a.client(), a.client()
+    bot.run(120)
+    orders = stalling[0]
+    orders.hold("create_order")
+    closer.send({"type": "Close", "id": 1, "symbol": "ETH/USDT"})
+    assert orders.entered["create_order"].wait(30)
+    status = other.call("Status")  # needs the trader, which is not waiting on the exchange
+    assert status["type"] == "StatusReply"
+    assert {p["symbol"] for p in status["positions"]} == {"BTC/USDT", "ETH/USDT"}
+    orders.release("create_order")
+    assert closer.reply() == {
+        "type": "Reply",
+        "id": 1,
+        "ok": True,
+        "detail": "ETH/USDT: position closed",
+    }
+    assert {p["symbol"] for p in other.call("Status")["positions"]} == {"BTC/USDT"}
 
 
 def test_retrain_goes_through_coverage_and_never_starts_a_second_trainer(
