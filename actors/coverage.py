@@ -10,8 +10,11 @@ Accepts:
   skipped, whoever sent the tick.
 - `UniverseTick` (its own timer, every universe.refresh_s) and `RefreshUniverse`
   (admin): refresh the universe, then evaluate. `RefreshUniverse` replies a
-  `CommandResult` saying what happened: refreshed (with the changes), failed (why),
-  or skipped (the model store has not answered yet).
+  `CommandResult` (a `Later`, once the lookup is back) saying what happened:
+  refreshed (with the changes), failed (why), or skipped (the model store has not
+  answered yet). It goes the periodic refresh's way, outside the mailbox, one lookup
+  at a time: asked while a refresh runs, it is answered by that one; while a lookup
+  of history starts only runs, the refresh follows it.
 - `ModelsUpdated` (model store): symbols a published model covers become ACTIVE.
   The first one after start (the reply to its `Subscribe`) triggers the startup
   refresh and evaluation, so nothing is trained that a model on disk covers.
@@ -27,8 +30,8 @@ Exchange lookups (the universe's markets and tickers, the history start of each
 symbol not seen yet) run outside the mailbox (`BaseActor.run_outside`, on the
 downloads client): the evaluation that needs them follows when `UniverseFetched`
 comes back, so a slow exchange never holds up a `GetSymbols` or a `Subscribe`
-(the trader's first snapshot after a restart). Only an operator's
-`RefreshUniverse` waits for the exchange, to answer what happened.
+(the trader's first snapshot after a restart), an operator's `RefreshUniverse`
+included.
 
 Sends: `SymbolStates` to subscribers, `Subscribe` to the store, events
 (`SymbolTransition`, `CoverageChecked`, `UniverseRefreshed`) on the topic, and
@@ -48,7 +51,7 @@ from typing import Any
 
 import msgspec
 
-from actors.base import BaseActor, Runtime, Topic, TrainerDirectory
+from actors.base import BaseActor, Later, Runtime, Topic, TrainerDirectory
 from actors.clock import Clock, Mailbox
 from actors.messages import (
     BlockSymbol,
@@ -137,6 +140,8 @@ class CoverageActor(BaseActor):
         self.last_check_at: float | None = None
         self.checks = 0
         self.looking_up = False  # a lookup runs outside the mailbox: no second one meanwhile
+        # admin refreshes waiting for the next refresh's outcome, with the universe they saw
+        self.refresh_asked: list[tuple[Later, set[str]]] = []
 
     # --- lifecycle ------------------------------------------------------------------
 
@@ -162,6 +167,7 @@ class CoverageActor(BaseActor):
             case UniverseFetched():
                 self.looking_up = False
                 self._on_fetched(message)
+                self._answer_refreshes(message)
             case RefreshUniverse():
                 return self._admin_refresh()
             case ModelsUpdated():
@@ -337,33 +343,33 @@ class CoverageActor(BaseActor):
 
     # --- the work --------------------------------------------------------------------
 
-    def _admin_refresh(self) -> CommandResult:
-        """An operator's refresh, waited for in the handler, and what really happened."""
+    def _admin_refresh(self) -> CommandResult | Later:
+        """An operator's refresh: the periodic refresh's lookup (one at a time, outside the
+        mailbox), answered with what happened once it is back."""
         if not self.models_known:
             return CommandResult(
                 ok=False,
                 detail="skipped: the model store has not answered yet (the universe is "
                 "refreshed as soon as it has)",
             )
-        before = set(self.universe)
-        fetched = self._lookup_job(CoverageTrigger.UNIVERSE, refresh=True)()
-        self._on_fetched(fetched)
-        if fetched.error is not None:
-            return CommandResult(
-                ok=False,
-                detail=f"universe refresh failed, kept {len(self.universe)} symbols: "
-                f"{fetched.error}",
-            )
-        added, removed = sorted(self.universe - before), sorted(before - self.universe)
-        changes = "".join(
-            f", {word} {', '.join(names)}"
-            for word, names in (("added", added), ("removed", removed))
-            if names
-        )
-        return CommandResult(
-            ok=True,
-            detail=f"universe refreshed and evaluated: {len(self.records)} symbols{changes}",
-        )
+        later = self.reply_later()
+        self.refresh_asked.append((later, set(self.universe)))
+        if not self.looking_up:
+            self._look_up(CoverageTrigger.UNIVERSE, refresh=True)
+        # else: the lookup in flight answers it if it refreshes, or is followed by a refresh
+        return later
+
+    def _answer_refreshes(self, fetched: UniverseFetched) -> None:
+        """Tell the admins waiting what the refresh found; if the lookup just done was not a
+        refresh, start the one they asked for."""
+        if not self.refresh_asked:
+            return
+        if not fetched.refreshed:
+            self._look_up(CoverageTrigger.UNIVERSE, refresh=True)
+            return
+        asked, self.refresh_asked = self.refresh_asked, []
+        for later, before in asked:
+            later.answer(refresh_result(fetched, before, self.universe, len(self.records)))
 
     def _starts_unknown(self) -> bool:
         return any(symbol not in self.listed_at for symbol in self.universe)
@@ -538,3 +544,23 @@ class CoverageActor(BaseActor):
 
     def _broadcast(self) -> None:
         self.subscribers.publish(self._snapshot())
+
+
+def refresh_result(
+    fetched: UniverseFetched, before: set[str], after: set[str], symbols: int
+) -> CommandResult:
+    """The answer to an admin refresh: the universe's changes since `before`, or the error."""
+    if fetched.error is not None:
+        return CommandResult(
+            ok=False,
+            detail=f"universe refresh failed, kept {len(after)} symbols: {fetched.error}",
+        )
+    added, removed = sorted(after - before), sorted(before - after)
+    changes = "".join(
+        f", {word} {', '.join(names)}"
+        for word, names in (("added", added), ("removed", removed))
+        if names
+    )
+    return CommandResult(
+        ok=True, detail=f"universe refreshed and evaluated: {symbols} symbols{changes}"
+    )

@@ -20,7 +20,7 @@ from typing import Any
 import _common
 import pykka
 
-from actors.base import Runtime, TrainerDirectory
+from actors.base import Runtime, TrainerDirectory, ask
 from actors.clock import VirtualClock
 from actors.coverage import CoverageActor
 from actors.messages import ModelsUpdated, RefreshUniverse, SymbolStates
@@ -119,7 +119,7 @@ def measure(count: int, ticks: int) -> tuple[float, float, float, int]:
         clock.advance(300)
         samples.append(time.perf_counter() - start)
     start = time.perf_counter()
-    ref.ask(RefreshUniverse())
+    ask(ref, RefreshUniverse())  # answered once the lookup is back
     refresh = time.perf_counter() - start
     ref.stop()
     p50, _ = _common.percentiles_ms(samples)

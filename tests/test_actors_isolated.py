@@ -13,7 +13,7 @@ from typing import Any
 import pykka
 import pytest
 
-from actors.base import BaseActor, Runtime, Topic, TrainerDirectory
+from actors.base import BaseActor, Runtime, Topic, TrainerDirectory, ask
 from actors.coverage import CoverageActor
 from actors.messages import (
     CommandResult,
@@ -138,7 +138,7 @@ def test_a_universe_refresh_before_the_store_answered_says_it_was_skipped(
     assert not result.ok and result.detail.startswith("skipped: the model store has not answered")
     rig.ref.tell(ModelsUpdated(version=None, symbols=(), models={}))
     settle(rig.runtime)  # the startup refresh
-    result = rig.ref.ask(RefreshUniverse())
+    result = ask(rig.ref, RefreshUniverse())  # answered once the lookup is back
     assert result == CommandResult(ok=True, detail="universe refreshed and evaluated: 3 symbols")
 
 

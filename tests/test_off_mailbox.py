@@ -1,5 +1,5 @@
-"""Exchange I/O stays off the mailboxes: while the exchange stalls on an admin's close,
-the actor answers other messages, and the command then completes once.
+"""Exchange I/O stays off the mailboxes: while the exchange stalls on an admin's close or
+universe refresh, the actor answers other messages, and the command then completes once.
 
 Whole bots on a virtual clock with the paper exchange; the role under test goes through
 `Stalling`, which holds the chosen call until the test releases it. The waits are on
@@ -18,16 +18,25 @@ from actors.messages import (
     CloseAll,
     CloseSymbol,
     CommandResult,
+    CoverageChecked,
+    GetSymbols,
     GetTraderStatus,
+    ModelsUpdated,
     OrderFailed,
     Reconciled,
+    RefreshUniverse,
     TraderStatus,
+    UniverseRefreshed,
+    UniverseTick,
 )
+from app.builders import build_paper_exchange
 from exchange.port import ExchangeRoles
+from exchange.synthetic import SyntheticMarket
 from exchange.types import Side, TransientExchangeError
 from policy.risk import Intent
 from storage.ledger import OrderState
-from tests.harness import EVERY_CANDLE, HOLD, T0, Bot, Stalling
+from tests.harness import EVERY_CANDLE, HOLD, T0, Bot, Stalling, new_clock, settle
+from tests.test_actors_isolated import CoverageRig
 
 BOTH = ["BTC/USDT", "ETH/USDT"]
 
@@ -99,6 +108,76 @@ def test_a_close_asks_the_exchange_outside_the_trader_and_sells_once(
     ]
     sales = [request for (request,) in orders.calls("create_order") if request.side is Side.SELL]
     assert sorted(s.symbol for s in sales) == ["BTC/USDT", "ETH/USDT"]  # one each, no more
+
+
+def test_an_admin_refresh_looks_the_universe_up_outside_coverage_once(
+    tmp_path: Path, bots: list[Bot]
+) -> None:
+    bot, downloads = bot_with(tmp_path, bots, "downloads")
+    coverage = ref(bot, "coverage")
+    bot.events.clear()
+    asked_before = len(downloads.calls("load_markets"))
+    downloads.hold("load_markets")
+    first = later(coverage, RefreshUniverse())
+    assert downloads.entered["load_markets"].wait(30)
+    states = ask(coverage, GetSymbols())  # coverage answers while the lookup stalls
+    assert {r.symbol for r in states.records} == set(BOTH)
+    # asked again, and the periodic refresh due meanwhile: the same lookup serves them all
+    again = later(coverage, RefreshUniverse())
+    coverage.tell(UniverseTick(at=bot.clock.now()))
+    ask(coverage, GetSymbols())  # the tick has been handled
+    downloads.release("load_markets")
+    refreshed = CommandResult(ok=True, detail="universe refreshed and evaluated: 2 symbols")
+    assert first.get(30) == refreshed and again.get(30) == refreshed
+    bot.settle()
+    assert len(downloads.calls("load_markets")) == asked_before + 1
+    assert len(bot.events.of(UniverseRefreshed)) == 1
+    assert [c.trigger for c in bot.events.of(CoverageChecked)] == ["universe"]
+
+
+class StartUnknownAtFirst:
+    """The exchange does not answer the first history-start lookup of `symbol`."""
+
+    def __init__(self, inner: Any, symbol: str) -> None:
+        self.inner, self.symbol, self.failed = inner, symbol, False
+
+    def history_start_ms(self, symbol: str) -> int | None:
+        if symbol == self.symbol and not self.failed:
+            self.failed = True
+            raise TransientExchangeError(f"{symbol}: read timed out")
+        start: int | None = self.inner.history_start_ms(symbol)
+        return start
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def test_an_admin_refresh_asked_during_a_history_start_lookup_follows_it() -> None:
+    clock = new_clock()
+    paper = build_paper_exchange(SyntheticMarket(anchor_ms=int(T0 * 1000)), clock)
+    exchange = Stalling(StartUnknownAtFirst(paper, "PEPE/USDT"))
+    rig = CoverageRig(exchange, clock, ["BTC/USDT", "PEPE/USDT", "USDC/USDT"])  # type: ignore[arg-type]
+    rig.ref.tell(ModelsUpdated(version=None, symbols=(), models={}))
+    settle(rig.runtime)  # the startup refresh; PEPE's and USDC's history starts stay unknown
+    exchange.hold("history_start_ms")
+    clock.advance(300)  # the coverage check looks the unknown starts up (no refresh)
+    assert exchange.entered["history_start_ms"].wait(30)
+    asked_before = len(exchange.asked)
+    refresh = later(rig.ref, RefreshUniverse())
+    assert {r.symbol for r in ask(rig.ref, GetSymbols()).records} == {
+        "BTC/USDT",
+        "PEPE/USDT",
+        "USDC/USDT",
+    }
+    assert len(exchange.asked) == asked_before  # no second lookup while one runs
+    exchange.release("history_start_ms")
+    assert refresh.get(30) == CommandResult(
+        ok=True, detail="universe refreshed and evaluated: 3 symbols"
+    )
+    settle(rig.runtime)
+    after = [name for name, _ in exchange.asked[asked_before:]]
+    assert after[:2] == ["history_start_ms", "load_markets"]  # USDC's start, then the refresh
+    assert after.count("load_markets") == 1
 
 
 class AnswerLost:
