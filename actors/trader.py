@@ -102,7 +102,7 @@ from core.text import plural
 from core.timefmt import format_utc
 from core.timeframes import timeframe_s
 from exchange.port import ExchangePort
-from exchange.types import Candle, ExchangeError, Order, OrderRequest, OrderStatus, Side
+from exchange.types import Candle, ExchangeError, Order, OrderRequest, Side
 from execution.orders import Sent, record_intent, record_refusal, send
 from execution.reconcile import reconcile, record_order
 from models.artifacts import LoadedModel
@@ -118,6 +118,7 @@ from policy.risk import (
     limits_from_settings,
 )
 from policy.summary import summary_line
+from policy.trade_lines import closed_all_detail, missing_lines, partial_fill_note
 from storage.ledger import Ledger, OrderRow
 
 PAUSED_KEY = "trader.paused"
@@ -626,20 +627,24 @@ class TraderActor(BaseActor):
         """Close every open position; one answer once each close has its own."""
         later = self.reply_later()
         symbols = sorted(self.positions)
-        results: dict[str, CommandResult] = {}
+        closed: dict[str, bool] = {}
+
+        def answer() -> None:
+            oks = list(closed.values())
+            later.answer(CommandResult(ok=all(oks), detail=closed_all_detail(oks)))
 
         def one_done(symbol: str) -> Callable[[CommandResult], None]:
             def done(result: CommandResult) -> None:
-                results[symbol] = result
-                if len(results) == len(symbols):
-                    later.answer(closed_all(list(results.values())))
+                closed[symbol] = result.ok
+                if len(closed) == len(symbols):
+                    answer()
 
             return done
 
         for symbol in symbols:
             self._close(symbol, one_done(symbol))
         if not symbols:
-            later.answer(closed_all([]))
+            answer()
         return later
 
     def _close(self, symbol: str, done: Callable[[CommandResult], None]) -> None:
@@ -821,43 +826,3 @@ def _delivered(mailbox: Mailbox, message: Any) -> bool:
     except pykka.ActorDeadError:
         return False
     return True
-
-
-def closed_all(results: list[CommandResult]) -> CommandResult:
-    """The answer to `close-all` from each position's close."""
-    closed = sum(r.ok for r in results)
-    return CommandResult(
-        ok=all(r.ok for r in results), detail=f"closed {plural(closed, 'position')}"
-    )
-
-
-def missing_lines(missing: dict[str, str], named: int = 5) -> list[str]:
-    """The log lines for symbols without data this candle: one per reason, so that a ban
-    over 500 symbols is one line, not 500 (`SYM: ...` prefixes are dropped to compare)."""
-    by_reason: dict[str, list[str]] = {}
-    for symbol, why in sorted(missing.items()):
-        by_reason.setdefault(why.removeprefix(f"{symbol}: "), []).append(symbol)
-    lines = []
-    for why, symbols in by_reason.items():
-        if len(symbols) == 1:
-            lines.append(f"{symbols[0]}: no market data this candle: {why}")
-            continue
-        shown = ", ".join(symbols[:named])
-        more = f" and {len(symbols) - named} more" if len(symbols) > named else ""
-        lines.append(f"{len(symbols)} symbols ({shown}{more}): no market data this candle: {why}")
-    return lines
-
-
-def partial_fill_note(order: Order) -> str | None:
-    """The log line saying an order filled only in part (None when it filled in full)."""
-    if order.amount <= 0 or order.filled >= order.amount * (1 - 1e-9):
-        return None
-    rest = (
-        "the rest stays open on the exchange"
-        if order.status is OrderStatus.OPEN
-        else "the rest will not fill (expired or canceled)"
-    )
-    return (
-        f"{order.symbol}: order {order.client_order_id} filled only {order.filled:.8g} of "
-        f"{order.amount:.8g} (partial fill, {100 * order.filled / order.amount:.0f}%); {rest}"
-    )

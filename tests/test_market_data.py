@@ -18,7 +18,6 @@ from actors.messages import (
     FetchCandles,
     SignalProduced,
 )
-from actors.trader import missing_lines
 from app.builders import build_paper_exchange
 from config.settings import TradingSettings
 from core.timeframes import MINUTE_MS
@@ -26,6 +25,7 @@ from exchange.candle_feed import CandleFeed, Request, ending_at, merge, plan
 from exchange.paper import PaperExchange
 from exchange.synthetic import SyntheticMarket
 from exchange.types import Candle, TransientExchangeError
+from policy.trade_lines import missing_lines
 from storage.ledger import MemoryLedger
 from tests.harness import (
     T0,

@@ -9,12 +9,12 @@ import pytest
 
 from actors.base import Runtime, Topic
 from actors.messages import OrderPlaced
-from actors.trader import partial_fill_note
 from app.builders import build_paper_exchange
 from config.settings import TradingSettings
 from core.text import plural
 from exchange.synthetic import SyntheticMarket
 from exchange.types import Order, OrderStatus, Side
+from policy.trade_lines import closed_all_detail, partial_fill_note
 from storage.ledger import MemoryLedger
 from tests.harness import (
     HOLD,
@@ -53,6 +53,12 @@ def test_a_partial_fill_is_named_with_what_becomes_of_the_rest() -> None:
     assert partial_fill_note(order(0.0005, OrderStatus.OPEN)).endswith(  # type: ignore[union-attr]
         "(partial fill, 25%); the rest stays open on the exchange"
     )
+
+
+def test_close_all_counts_the_positions_closed() -> None:
+    assert closed_all_detail([]) == "closed 0 positions"
+    assert closed_all_detail([True, False, True]) == "closed 2 positions"
+    assert closed_all_detail([True]) == "closed 1 position"
 
 
 def test_counts_agree_with_their_nouns() -> None:
