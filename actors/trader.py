@@ -1,10 +1,15 @@
 """TraderActor: signals, orders and positions, on every closed candle.
 
-One module over 500 lines because it is one actor: its handlers share the
-positions, the pause flag and the reconciliation state; its pure parts already
-live elsewhere (the decision rule in models/decision.py, results in
-policy/results.py, the ledger I/O in execution/orders.py and
-execution/reconcile.py).
+What stays here is the actor's own: message handling, its timers, the I/O it
+orchestrates (ledger, exchange, work outside the mailbox) and the admin-close
+flow; its handlers share the pause flag, the reconciliation state and the closes
+in flight. Its pure parts live elsewhere, tested without an actor: the decision
+rule in models/decision.py (`policy.risk`); the book-keeping (positions, last
+prices, decided candles, cooldowns, trade results, balances, equity, the summary
+line, heartbeat counts, the status) in policy/portfolio.py (`Portfolio`, loaded
+from the ledger's rows at start); its longer log lines and answers in
+policy/trade_lines.py; the ledger I/O in execution/orders.py and
+execution/reconcile.py.
 
 Accepts:
 - `TradeTick` (its clock timer, once per candle, just after the close): asks the
@@ -106,18 +111,17 @@ from exchange.types import Candle, ExchangeError, Order, OrderRequest, Side
 from execution.orders import Sent, record_intent, record_refusal, send
 from execution.reconcile import reconcile, record_order
 from models.artifacts import LoadedModel
-from policy.lifecycle import SymbolState, is_blocked
-from policy.reconcile import ReconcileReport, position_of
-from policy.results import TradeBook, format_round_trip
+from policy.lifecycle import SymbolState
+from policy.portfolio import Portfolio
+from policy.reconcile import ReconcileReport
+from policy.results import format_round_trip
 from policy.risk import (
     Decision,
     Intent,
-    Position,
     client_order_id,
     decide,
     limits_from_settings,
 )
-from policy.summary import summary_line
 from policy.trade_lines import closed_all_detail, missing_lines, partial_fill_note
 from storage.ledger import Ledger, OrderRow
 
@@ -163,20 +167,13 @@ class TraderActor(BaseActor):
         self.waiting_ticks: dict[int, int] = {}
         self.states: dict[str, SymbolState] = {}
         self.models: dict[str, LoadedModel] = {}
-        self.positions: dict[str, Position] = {}
-        self.last_candle_ms: dict[str, int] = {}  # newest candle already decided on
-        self.last_price: dict[str, float] = {}
-        self.last_exit_at: dict[str, float] = {}  # when each symbol's last sell was decided
+        # positions, prices, cooldowns, trade results, balances: reloaded from the ledger at
+        # start, then kept up to date by each order's answer and each reconciliation
+        self.portfolio = Portfolio(quote)
         self.paused = False
-        self.book = TradeBook()  # round trips and fees, from the ledger's fills
-        self.orders_placed = 0
         self.last_tick_at: float | None = None
         self.reconciled = False  # no order is placed until the ledger agrees with the exchange
         self.started_reconciled = False  # reconciled once since this (re)start
-        # the last balances fetched (outside the mailbox), for equity without I/O
-        self.balances: dict[str, Any] | None = None
-        self.balances_seq = 0  # requests made
-        self.balances_seq_seen = 0  # the newest one applied
         # admin closes in flight (price lookup or sale, outside the mailbox) -> whom to tell
         # the outcome; nothing else is placed for such a symbol until it is known
         self.closing: dict[str, list[Callable[[CommandResult], None]]] = {}
@@ -266,29 +263,23 @@ class TraderActor(BaseActor):
         """What a previous incarnation (or process) left in the ledger (read once, at start:
         afterwards the trader knows each change it makes, and a reconciliation says its own)."""
         self.paused = self.ledger.value(PAUSED_KEY) == "1"
-        self.book = TradeBook.of(self.ledger.fills())
-        for row in self.ledger.orders():  # a decided candle is never decided again
-            if row.candle_ms > self.last_candle_ms.get(row.symbol, -1):
-                self.last_candle_ms[row.symbol] = row.candle_ms
-            if row.side == Side.SELL and row.filled > 0:  # the cooldown survives a restart
-                self._exited(row.symbol, row.created_at)
-        self._load_positions()
-
-    def _load_positions(self) -> None:
-        self.positions = {s: position_of(r) for s, r in self.ledger.positions().items()}
-
-    def _exited(self, symbol: str, decided_at: float) -> None:
-        self.last_exit_at[symbol] = max(decided_at, self.last_exit_at.get(symbol, decided_at))
+        self.portfolio = Portfolio.load(
+            self.quote,
+            fills=self.ledger.fills(),
+            orders=self.ledger.orders(),
+            positions=self.ledger.positions(),
+        )
 
     def _apply_reconciled(self, report: ReconcileReport) -> None:
         """What a reconciliation changed: the fills it recorded and the positions (it may cut
         them); nothing else in the ledger moved."""
+        # when each sale it found was decided: the cooldown counts from then
+        decided_at: dict[str, float] = {}
         for fill in report.fills:
-            self.book.add(fill)
-            if fill.side == Side.SELL:
-                row = self.ledger.get(fill.client_order_id)
-                self._exited(fill.symbol, row.created_at if row is not None else fill.at)
-        self._load_positions()
+            row = self.ledger.get(fill.client_order_id) if fill.side == Side.SELL else None
+            if row is not None:
+                decided_at[fill.client_order_id] = row.created_at
+        self.portfolio.apply_reconciled(report.fills, self.ledger.positions(), decided_at)
 
     def _reconcile(self) -> bool:
         """Make the ledger agree with the exchange; True when trading may go on."""
@@ -360,7 +351,7 @@ class TraderActor(BaseActor):
 
     def _wanted(self) -> list[str]:
         """The symbols a candle is decided for: tradable ones and open positions."""
-        return sorted(self._tradable() | set(self.positions))
+        return sorted(self._tradable() | set(self.portfolio.positions))
 
     def _closed_at(self, tick_at: float) -> int:
         """The close time (epoch ms) of the candle a trade tick due at `tick_at` is for: the
@@ -374,7 +365,8 @@ class TraderActor(BaseActor):
         """Ask market data for the candle closed at `close_ms`. With `tick_id` (a trade tick),
         the tick is handled only once the reply is: the decisions are part of it."""
         if not self._ready():
-            if self.positions:
+            positions = len(self.portfolio.positions)
+            if positions:
                 waiting = [
                     what
                     for what, known in (
@@ -385,7 +377,7 @@ class TraderActor(BaseActor):
                 ]
                 self.log.info(
                     "Candle not decided yet for %s: waiting for the first %s since the start",
-                    plural(len(self.positions), "open position"),
+                    plural(positions, "open position"),
                     " and ".join(waiting),
                 )
             return
@@ -467,17 +459,15 @@ class TraderActor(BaseActor):
             return
         active = self.states.get(symbol) is SymbolState.ACTIVE
         model = self.models.get(symbol) if active else None
-        position = self.positions.get(symbol)
+        position = self.portfolio.positions.get(symbol)
         if model is None and position is None:
             return
         lookback = model.strategy.lookback_bars if model is not None else 1
         if not len(candles):
             return
         candle_ms, price = int(candles[-1][0]), float(candles[-1][4])
-        self.last_price[symbol] = price
-        if candle_ms <= self.last_candle_ms.get(symbol, -1):
+        if not self.portfolio.new_candle(symbol, candle_ms, price):
             return  # already decided on this candle
-        self.last_candle_ms[symbol] = candle_ms
         prob_up: float | None = None
         if model is not None and len(candles) >= lookback:
             features = model.strategy.latest_features(np.asarray(candles, dtype=np.float64))
@@ -492,11 +482,11 @@ class TraderActor(BaseActor):
             prob_up=prob_up,
             price=price,
             position=position,
-            open_positions=len(self.positions),
+            open_positions=len(self.portfolio.positions),
             paused=self.paused,
             limits=self.limits,
             now=self.clock.now(),
-            last_exit_at=self.last_exit_at.get(symbol),
+            last_exit_at=self.portfolio.last_exit_at.get(symbol),
         )
         if self.log.isEnabledFor(logging.DEBUG):
             self.log.debug(
@@ -578,16 +568,9 @@ class TraderActor(BaseActor):
         now = self.clock.now()
         recorded = record_order(self.ledger, order.client_order_id, order, now)
         self._fetch_balances()  # the fill moved them
-        self.orders_placed += 1
+        trip = self.portfolio.apply_order(order, recorded.position, recorded.fill, now)
         fill_price = order.average_price or price
         symbol = order.symbol
-        if order.side == Side.SELL and order.filled > 0:
-            self.last_exit_at[symbol] = now
-        if recorded.position is None:
-            self.positions.pop(symbol, None)
-        else:
-            self.positions[symbol] = recorded.position
-        trip = self.book.add(recorded.fill) if recorded.fill is not None else None
         self.log.info(
             "%s: %s %.8g at %.6g %s (%s: %s), order %s, fee %.4f %s%s",
             symbol,
@@ -626,7 +609,7 @@ class TraderActor(BaseActor):
     def _close_all(self) -> Later:
         """Close every open position; one answer once each close has its own."""
         later = self.reply_later()
-        symbols = sorted(self.positions)
+        symbols = sorted(self.portfolio.positions)
         closed: dict[str, bool] = {}
 
         def answer() -> None:
@@ -658,7 +641,7 @@ class TraderActor(BaseActor):
         if not self.reconciled:
             done(CommandResult(ok=False, detail="not reconciled with the exchange yet"))
             return
-        if symbol not in self.positions:
+        if symbol not in self.portfolio.positions:
             done(CommandResult(ok=False, detail=f"{symbol}: no open position"))
             return
         self.closing[symbol] = [done]
@@ -684,7 +667,7 @@ class TraderActor(BaseActor):
     def _on_close_priced(self, message: ClosePriced) -> None:
         """The price is in: record the sale (NEW, SENT) and send it outside the mailbox."""
         symbol = message.symbol
-        position = self.positions.get(symbol)
+        position = self.portfolio.positions.get(symbol)
         if message.candle_ms is None or message.price is None:
             result = CommandResult(
                 ok=False, detail=f"{symbol}: no price to close at: {message.error}"
@@ -728,38 +711,29 @@ class TraderActor(BaseActor):
     # --- reporting ----------------------------------------------------------------------
 
     def _heartbeat(self) -> None:
-        active = sum(st is SymbolState.ACTIVE for st in self.states.values())
-        blocked = sum(is_blocked(st) for st in self.states.values())
-        positions = len(self.positions)
+        counts = self.portfolio.heartbeat(self.states.values())
         self.log.info(
             "Bot heartbeat: %s, %d blocked, %s",
-            plural(active, "active symbol"),
-            blocked,
-            plural(positions, "open position"),
+            plural(counts.active, "active symbol"),
+            counts.blocked,
+            plural(counts.open_positions, "open position"),
         )
         self.publish(
-            Heartbeat(at=self.clock.now(), active=active, blocked=blocked, open_positions=positions)
+            Heartbeat(
+                at=self.clock.now(),
+                active=counts.active,
+                blocked=counts.blocked,
+                open_positions=counts.open_positions,
+            )
         )
 
     def _summarize(self) -> None:
         """The candle's one INFO line: equity, PnL, positions, what the symbols do."""
-        self.log.info(
-            "%s",
-            summary_line(
-                equity=self._equity(),
-                quote=self.quote,
-                realized_pnl=self.book.stats().realized_pnl,
-                unrealized_pnl=self.book.unrealized(self.last_price),
-                open_positions=len(self.positions),
-                states=self.states.values(),
-                paused=self.paused,
-            ),
-        )
+        self.log.info("%s", self.portfolio.summary(self.states.values(), self.paused))
 
     def _fetch_balances(self, health: bool = False) -> None:
         """Fetch the balances outside the mailbox; `BalancesFetched` comes back."""
-        self.balances_seq += 1
-        seq = self.balances_seq
+        seq = self.portfolio.next_balances_seq()
 
         def done(got: dict[str, Any] | ExchangeError) -> BalancesFetched:
             if isinstance(got, ExchangeError):
@@ -769,9 +743,7 @@ class TraderActor(BaseActor):
         self.run_outside(self.exchange.fetch_balances, done, expected=ExchangeError)
 
     def _on_balances(self, message: BalancesFetched) -> None:
-        if message.balances is not None and message.seq > self.balances_seq_seen:
-            self.balances_seq_seen = message.seq
-            self.balances = message.balances
+        self.portfolio.apply_balances(message.seq, message.balances)
         if not message.health:
             return
         if message.balances is None:
@@ -782,36 +754,24 @@ class TraderActor(BaseActor):
         self.log.debug(  # the per-candle summary says the equity at INFO
             "Health check OK: %s answers, equity %.2f %s, %s",
             self.exchange.name,
-            self._equity(message.balances),
+            self.portfolio.equity(message.balances),
             self.quote,
-            plural(len(self.positions), "open position"),
+            plural(len(self.portfolio.positions), "open position"),
         )
-
-    def _equity(self, balances: dict[str, Any] | None = None) -> float:
-        """Cash plus positions at their last price, from the last balances fetched (no I/O:
-        a status request never waits on the exchange); NaN before any."""
-        balances = self.balances if balances is None else balances
-        if balances is None:
-            return float("nan")
-        cash = balances[self.quote].total if self.quote in balances else 0.0
-        held = sum(
-            p.amount * self.last_price.get(s, p.entry_price) for s, p in self.positions.items()
-        )
-        return float(cash + held)
 
     def _status(self) -> TraderStatus:
-        results = self.book.stats()
+        held = self.portfolio.status()
         return TraderStatus(
             paused=self.paused,
-            positions=tuple(self.positions[s] for s in sorted(self.positions)),
-            realized_pnl=results.realized_pnl,
-            equity=self._equity(),
-            orders_placed=self.orders_placed,
+            positions=held.positions,
+            realized_pnl=held.realized_pnl,
+            equity=held.equity,
+            orders_placed=held.orders_placed,
             last_tick_at=self.last_tick_at,
-            fees_quote=results.fees_quote,
-            round_trips=results.round_trips,
-            wins=results.wins,
-            win_rate=results.win_rate,
+            fees_quote=held.fees_quote,
+            round_trips=held.round_trips,
+            wins=held.wins,
+            win_rate=held.win_rate,
         )
 
 

@@ -1,5 +1,5 @@
 """Pure decisions the actors delegate to: lifecycle transitions, risk, restart limits,
-the trader's log lines (trade_lines).
+the trader's book-keeping (portfolio) and its log lines (trade_lines).
 
 Nothing here knows about actors, mailboxes or clocks: every function takes the
 facts and the current time as arguments and returns a value, so each rule is
