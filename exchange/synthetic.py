@@ -12,6 +12,11 @@ for, and generating a range costs O(days asked), not O(age of the market):
   the path is pinned to the next day's opening level by subtracting its linear
   drift (a Brownian bridge), so the close of a day's last minute is exactly the
   open of the next day's first minute;
+* a symbol with `SymbolSpec.trend_per_hour` also has intraday trend regimes: each
+  day is cut into stretches of 1.5 to 6 hours, each a rally, a calm stretch or a
+  slide, whose constant drift is added to the day's returns before the pinning
+  (their own generator, so nothing else of the day changes). That is a genuine,
+  learnable edge: over the next hour a rally goes on rising;
 * highs/lows add a small wick beyond max/min(open, close); volume is the daily
   quote volume (with a slow wobble) spread over the minutes, with noise, in base units.
 
@@ -49,7 +54,13 @@ FloatArray = npt.NDArray[np.float64]
 _MASK64 = (1 << 64) - 1
 _TAG_PARAMS = 1
 _TAG_DAY = 2
+_TAG_TREND = 3
 _DAY_BIAS = 1 << 32  # keeps day indexes (even before 1970) non-negative for SeedSequence
+# Trend regimes (SymbolSpec.trend_per_hour): lengths in minutes, drawn uniformly, and the
+# chances of a rally, a calm stretch and a slide.
+_TREND_MINUTES = (90.0, 360.0)
+_TREND_MIX = (0.35, 0.30, 0.35)
+_HOUR_MS = 60 * MINUTE_MS
 _CACHE_DAYS = 256  # (symbol, day) blocks kept: 256 x 1440 x 6 x 8 B ~ 18 MB at most
 
 
@@ -62,12 +73,20 @@ class SymbolSpec(msgspec.Struct, frozen=True):
     daily_quote_volume: float  # typical 24 h volume in quote units
     opens_after_s: float = 0.0  # inactive (no trading, no ticker) until anchor + this
     flat: bool = False  # stablecoin-like: price ~1.0 with tiny noise
+    # Intraday trend regimes: each UTC day is cut into rallies, slides and calm
+    # stretches lasting hours (see _trend_drift); this is the log-price drift per hour
+    # of a rally (+) or a slide (-). 0: none, a Brownian-bridge day only.
+    trend_per_hour: float = 0.0
 
 
 DEFAULT_SYMBOLS: tuple[SymbolSpec, ...] = (
     SymbolSpec("BTC/USDT", 2000, 60_000.0, 0.0008, 0.30, 1.5e9),
-    SymbolSpec("ETH/USDT", 1800, 3_000.0, 0.0010, 0.28, 8.0e8),
-    SymbolSpec("SOL/USDT", 1200, 150.0, 0.0014, 0.32, 3.0e8),
+    # ETH and SOL trend: rallies and slides lasting hours, the only edge in this market
+    # that beats costs (a 60-minute return follows the last 60 minutes'); the default
+    # model finds it and passes the promotion gate at any anchor, the others do not.
+    # The drifts are the least that did so with margin (SOL, noisier, needs more).
+    SymbolSpec("ETH/USDT", 1800, 3_000.0, 0.0010, 0.28, 8.0e8, trend_per_hour=0.020),
+    SymbolSpec("SOL/USDT", 1200, 150.0, 0.0014, 0.32, 3.0e8, trend_per_hour=0.026),
     SymbolSpec("XRP/USDT", 1500, 0.55, 0.0012, 0.25, 2.0e8),
     SymbolSpec("ADA/USDT", 900, 0.45, 0.0013, 0.26, 1.0e8),
     SymbolSpec("LINK/USDT", 400, 15.0, 0.0014, 0.30, 8.0e7),
@@ -90,7 +109,8 @@ def _stable_hash(text: str) -> int:
 
 # The default market in the order its story needs them, so that a smaller market
 # still tells it: BTC trains at startup, PEPE becomes eligible 1.5 days in, JUP
-# enters at the first universe refresh, USDC's training fails and backs off.
+# enters at the first universe refresh, USDC's training fails and backs off; ETH and
+# SOL, next, are the ones whose trends (trend_per_hour) pass the promotion gate.
 STORY_ORDER: tuple[str, ...] = (
     "BTC/USDT",
     "PEPE/USDT",
@@ -180,6 +200,21 @@ class _Model:
             np.random.SeedSequence([self.seed, self.key, _TAG_DAY, day + _DAY_BIAS])
         )
 
+    def trend_drift(self, day: int, steps: int, base_ms: int) -> FloatArray:
+        """Per-step log drift of day `day`'s trend regimes: back-to-back stretches of
+        `_TREND_MINUTES`, each a rally (+trend_per_hour), calm (0) or slide (-trend_per_hour)
+        with the chances of `_TREND_MIX`. Their own generator leaves the day's other draws
+        (noise, wicks, volume) those of the same symbol without trends."""
+        rng = np.random.default_rng(
+            np.random.SeedSequence([self.seed, self.key, _TAG_TREND, day + _DAY_BIAS])
+        )
+        lo, hi = _TREND_MINUTES
+        count = math.ceil(DAY_MS / (lo * MINUTE_MS))  # enough stretches for any day
+        ends_ms = np.cumsum(rng.uniform(lo, hi, size=count)) * MINUTE_MS
+        signs = rng.choice(np.array([1.0, 0.0, -1.0]), p=_TREND_MIX, size=count)
+        regime = np.searchsorted(ends_ms, np.arange(steps) * float(base_ms), side="right")
+        return self.spec.trend_per_hour * base_ms / _HOUR_MS * signs[regime]
+
     def _raw_level(self, day: int) -> float:
         # The first draw of a day's generator is that day's offset (see SyntheticMarket._day).
         offset = float(self.day_rng(day).standard_normal())
@@ -242,6 +277,8 @@ class SyntheticMarket:
             problems.append(f"volatility {spec.volatility} must be >= 0")
         if not -1.0 < spec.momentum < 1.0:
             problems.append(f"momentum {spec.momentum} must be in (-1, 1)")
+        if not spec.trend_per_hour >= 0:
+            problems.append(f"trend_per_hour {spec.trend_per_hour} must be >= 0")
         if not spec.daily_quote_volume > 0:
             problems.append(f"daily_quote_volume {spec.daily_quote_volume} must be > 0")
         if problems:
@@ -309,6 +346,8 @@ class SyntheticMarket:
             returns = np.convolve(eps, kernel)[:n]
         else:
             returns = eps
+        if model.spec.trend_per_hour > 0.0:
+            returns = returns + model.trend_drift(day, n, self.base_ms)
         start_level = model.level(day)
         end_level = model.level(day + 1)
         path = np.cumsum(returns)

@@ -1,12 +1,15 @@
 from __future__ import annotations
 
+import msgspec
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from config.settings import ExchangeSettings
 from exchange.synthetic import DEFAULT_SYMBOLS, SymbolSpec, SyntheticMarket, timeframe_ms
 from exchange.types import ExchangeError
+from models.features import round_trip_cost
 
 DAY = 86_400_000
 MIN = 60_000
@@ -129,12 +132,53 @@ def test_flat_symbol_stays_near_one(market: SyntheticMarket) -> None:
 
 
 def test_returns_have_the_specified_momentum_and_volatility(market: SyntheticMarket) -> None:
-    spec = market.spec("SOL/USDT")
-    close = market.candles("SOL/USDT", ANCHOR - 90 * DAY, ANCHOR)[:, 4]
+    spec = market.spec("LINK/USDT")
+    assert spec.trend_per_hour == 0  # trends add their own autocorrelation (tested below)
+    close = market.candles("LINK/USDT", ANCHOR - 90 * DAY, ANCHOR)[:, 4]
     r = np.diff(np.log(close))
     ac1 = np.corrcoef(r[1:], r[:-1])[0, 1]
     assert ac1 == pytest.approx(spec.momentum, abs=0.02)
     assert r.std() == pytest.approx(spec.volatility, rel=0.1)
+
+
+def test_trend_regimes_add_only_a_piecewise_constant_drift() -> None:
+    plain = SymbolSpec("T/USDT", 100, 10.0, 0.001, 0.3, 1e7)
+    trend = msgspec.structs.replace(plain, trend_per_hour=0.02)
+    a = SyntheticMarket(ANCHOR, specs=[plain]).candles("T/USDT", ANCHOR - 3 * DAY, ANCHOR)
+    b = SyntheticMarket(ANCHOR, specs=[trend]).candles("T/USDT", ANCHOR - 3 * DAY, ANCHOR)
+    days = ANCHOR // DAY * DAY - 3 * DAY + np.arange(4) * DAY
+    opens = np.isin(a[:, 0], days)
+    np.testing.assert_array_equal(a[opens, 1], b[opens, 1])  # still pinned to the day levels
+    step = 0.02 / 60
+    for day in days[1:3]:  # two whole days
+        rows = (a[:, 0] >= day) & (a[:, 0] < day + DAY)
+        extra = np.diff(np.log(b[rows, 4])) - np.diff(np.log(a[rows, 4]))
+        # +step (rally), 0 (calm) or -step (slide), less the day's net drift spread evenly
+        levels = np.unique(np.round((extra - np.median(extra)) / step))
+        assert set(levels) <= {-2.0, -1.0, 0.0, 1.0, 2.0} and len(levels) >= 2
+        shift = extra - np.round((extra - np.median(extra)) / step) * step
+        assert np.ptp(shift) < 1e-9  # one constant: nothing else of the day changed
+
+
+def test_only_eth_and_sol_carry_their_last_hour_into_the_next() -> None:
+    # What the default model can learn above costs: after an hour that rose > 1.5 %, the
+    # next hour of ETH and SOL rises by more than a round trip's 0.3 % on average.
+    market = SyntheticMarket(ANCHOR)
+    cost = round_trip_cost(ExchangeSettings().fee_rate, ExchangeSettings().slippage_bps)
+    for spec in DEFAULT_SYMBOLS:
+        if spec.flat or spec.listed_days_before_anchor < 90:
+            continue
+        hours = market.ohlcv(spec.symbol, "1h", ANCHOR - 90 * DAY, ANCHOR)
+        r = np.diff(np.log(hours[:, 4]))
+        past, after = r[:-1], r[1:]
+        autocorrelation = np.corrcoef(past, after)[0, 1]
+        after_a_rise = after[past > 0.015].mean()
+        if spec.symbol in ("ETH/USDT", "SOL/USDT"):
+            assert spec.trend_per_hour > 0
+            assert autocorrelation > 0.3 and after_a_rise > 2 * cost, spec.symbol
+        else:
+            assert spec.trend_per_hour == 0
+            assert abs(autocorrelation) < 0.15 and after_a_rise < cost, spec.symbol
 
 
 def test_jup_opens_after_the_first_refresh(market: SyntheticMarket) -> None:
@@ -216,6 +260,10 @@ def test_unknown_symbol_is_named(market: SyntheticMarket) -> None:
 def test_bad_specs_are_refused() -> None:
     with pytest.raises(ValueError, match=r"X/USDT.*momentum"):
         SyntheticMarket(ANCHOR, specs=[SymbolSpec("X/USDT", 10, 1.0, 0.001, 1.0, 1e6)])
+    with pytest.raises(ValueError, match=r"X/USDT.*trend_per_hour"):
+        SyntheticMarket(
+            ANCHOR, specs=[SymbolSpec("X/USDT", 10, 1.0, 0.001, 0.1, 1e6, trend_per_hour=-0.01)]
+        )
     spec = SymbolSpec("X/USDT", 10, 1.0, 0.001, 0.1, 1e6)
     with pytest.raises(ValueError, match="twice"):
         SyntheticMarket(ANCHOR, specs=[spec, spec])

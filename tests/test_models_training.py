@@ -10,6 +10,8 @@ import pytest
 from threadpoolctl import threadpool_limits
 
 from config.settings import Settings
+from core.timeframes import DAY_MS
+from exchange.synthetic import SyntheticMarket
 from models import artifacts
 from models.features import FEATURE_NAMES, batch_features, latest_features
 from models.strategy import DEFAULT_STRATEGY
@@ -140,6 +142,29 @@ def test_a_model_without_an_edge_after_costs_is_rejected_with_its_reasons(tmp_pa
     assert manifest.gate is not None and not manifest.gate.promoted
     assert manifest.gate.reasons == list(result.gate_reasons)
     assert manifest.trading is not None and manifest.trading.fees_pct > 0
+
+
+@pytest.mark.parametrize(
+    ("symbol", "edge"), [("ETH/USDT", True), ("SOL/USDT", True), ("LINK/USDT", False)]
+)
+def test_the_default_market_has_an_edge_in_its_trending_symbols_only(
+    tmp_path: Path, symbol: str, edge: bool
+) -> None:
+    # What a default run does at startup: the settings' window of the synthetic market up
+    # to the anchor, the default strategy, rules, costs and gate. ETH's and SOL's trend
+    # regimes pass out of sample; LINK (no trends) has nothing that beats the costs.
+    settings = Settings()
+    anchor = 1_796_083_200_000 + 7 * 3_600_000  # 2026-12-01 07:00 UTC, any time would do
+    market = SyntheticMarket(anchor, seed=settings.exchange.seed)
+    candles = market.candles(symbol, anchor - settings.training.window_days * DAY_MS, anchor)
+    result = run_training(job(tmp_path, candles, TrainParams.from_settings(settings), symbol))
+    m = result.metrics
+    assert result.promoted is edge, (m, result.gate_reasons)
+    if edge:
+        assert m["positive_folds"] == 3 and m["net_return_pct"] > 5 and m["auc"] > 0.6, m
+        assert m["round_trips"] >= 10 and m["win_rate"] > 0.5, m
+    else:
+        assert m["auc"] < 0.55 and result.gate_reasons, m
 
 
 def test_flat_series_raises_single_class(tmp_path: Path) -> None:
