@@ -32,6 +32,7 @@ from threadpoolctl import ThreadpoolController
 
 from core.durable import fsync_dir, fsync_file, write_atomically, write_synced
 from models.evaluation import Gate, TradingReport
+from models.forest import class_index, forest_of
 from models.strategy import DEFAULT_STRATEGY, Strategy, StrategyError, load_strategy
 
 FORMAT = 1
@@ -99,8 +100,11 @@ class LoadedModel(msgspec.Struct, frozen=True):
         if not np.isfinite(x).all():
             x = np.where(np.isfinite(x), x, np.nan)  # the model treats NaN as missing
         _single_openmp_thread()
+        forest = forest_of(self.estimator, f"{self.symbol} {self.version}")
+        if forest is not None:  # predict_proba's number, 3-8x sooner (forest.py)
+            return forest.prob(x[0])
         proba = self.estimator.predict_proba(x)
-        return float(proba[0, _class_index(self.estimator)])
+        return float(proba[0, class_index(self.estimator)])
 
 
 _openmp_capped = threading.local()
@@ -122,13 +126,6 @@ def _single_openmp_thread() -> None:
         _openmp_controller.append(ThreadpoolController())
     _openmp_controller[0].limit(limits=1, user_api="openmp")
     _openmp_capped.done = True
-
-
-def _class_index(estimator: Any) -> int:
-    hits = np.flatnonzero(np.asarray(estimator.classes_) == 1)
-    if len(hits) != 1:
-        raise ValueError(f"model has no class 1 among {list(estimator.classes_)}")
-    return int(hits[0])
 
 
 # ---------------------------------------------------------------- file helpers
@@ -426,13 +423,16 @@ def load_version(version_dir: str | Path) -> LoadedModel:
     if not callable(getattr(estimator, "predict_proba", None)):
         raise ArtifactError(f"{model_path}: {type(estimator).__name__} has no predict_proba")
     try:
-        _class_index(estimator)
+        class_index(estimator)
     except (AttributeError, ValueError, TypeError) as e:
         raise ArtifactError(f"{model_path}: unusable classifier: {e}") from e
     wanted = len(manifest.feature_names)
     n_in = getattr(estimator, "n_features_in_", wanted)
     if n_in != wanted:
         raise ArtifactError(f"{model_path}: model takes {n_in} features, manifest has {wanted}")
+    _single_openmp_thread()
+    # compiled here (the store's thread), not at the trader's next candle
+    forest_of(estimator, f"{manifest.symbols[0]} {manifest.version}")
     return LoadedModel(manifest=manifest, estimator=estimator)
 
 

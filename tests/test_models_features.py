@@ -59,6 +59,40 @@ def test_latest_uses_only_lookback_rows() -> None:
     np.testing.assert_array_equal(latest_features(candles[-LOOKBACK_BARS:]), expected)
 
 
+def _with_ndarray_methods(candles: np.ndarray) -> np.ndarray:
+    """latest_features as it was written before it called the reductions' ufuncs directly
+    (ndarray.mean, .sum, .max, .min): the numbers models were traded on until then."""
+    tail = candles[-LOOKBACK_BARS:]
+    close, volume, last = tail[:, CLOSE], tail[:, VOLUME], tail[-1]
+    c = float(last[CLOSE])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rets = np.log(close[1:] / close[:-1])
+        out = [np.log(c / close[-1 - w]) for w in (1, 5, 15, 60)]
+        for w in (15, 60):
+            d = rets[-w:] - rets[-w:].mean()
+            out.append(math.sqrt(float((d * d).sum()) / (w - 1)))
+        out += [c / close[-w:].mean() - 1.0 for w in (20, 60)]
+        out += [(last[2] - last[3]) / c, (c - last[1]) / last[1]]
+        v = volume[-60:]
+        d = v - v.mean()
+        flat = v.max() == v.min()
+        out.append(0.0 if flat else (v[-1] - v.mean()) / math.sqrt(float((d * d).sum()) / 60))
+    return np.array(out, dtype=np.float64)
+
+
+def test_latest_is_bit_for_bit_what_it_was() -> None:
+    """A model's P(up) must not move by a bit when the features get faster."""
+    rng = np.random.default_rng(0)
+    for seed in range(8):
+        candles = random_walk_candles(300, seed=seed, momentum=0.3)
+        candles[rng.random(len(candles)) < 0.02, 4] = np.nan
+        candles[100:200, VOLUME] = 5.0  # flat volume for a while
+        for end in range(LOOKBACK_BARS, len(candles) + 1, 3):
+            window = candles[:end]
+            got, expected = latest_features(window), _with_ndarray_methods(window)
+            np.testing.assert_array_equal(got.view(np.int64), expected.view(np.int64))
+
+
 def test_latest_needs_lookback() -> None:
     candles = random_walk_candles(LOOKBACK_BARS - 1)
     with pytest.raises(ValueError, match=f"need at least {LOOKBACK_BARS} candles, got 60"):
