@@ -697,7 +697,11 @@ def test_ccxt_settings_are_checked_when_loaded(tmp_path: Path) -> None:
 
 def test_bot_without_keys_exits_2_before_any_actor_runs(tmp_path: Path) -> None:
     settings = tmp_path / "settings.yaml"
-    settings.write_text(f"data_dir: {tmp_path / 'var'}\nexchange: {{kind: ccxt, mode: demo}}\n")
+    # the admin port is another check before any actor: a bot running beside the tests holds
+    # the default one
+    settings.write_text(
+        f"data_dir: {tmp_path / 'var'}\nexchange: {{kind: ccxt, mode: demo}}\nadmin: {{port: 0}}\n"
+    )
     env = {k: v for k, v in os.environ.items() if k not in (API_KEY_ENV, API_SECRET_ENV)}
     done = subprocess.run(
         [sys.executable, "supervisor.py", "--settings", str(settings)],
