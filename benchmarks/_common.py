@@ -59,6 +59,43 @@ def result(name: str, **values: Any) -> None:
     print("RESULT " + json.dumps({"name": name, **values}), flush=True)
 
 
+def trained_model(models_dir: Path, max_iter: int) -> Any:
+    """A real model (LoadedModel) of `max_iter` boosting iterations on a seeded random walk,
+    published and loaded as the model store would."""
+    from models import artifacts
+    from models.synthetic import random_walk_candles
+    from models.training import TrainJob, run_training
+    from tests.harness import traded_params
+
+    staging = artifacts.new_staging_dir(models_dir)
+    job = TrainJob(
+        symbol="BTC/USDT",
+        timeframe="1m",
+        candles=random_walk_candles(3000, seed=1, momentum=0.3),
+        staging_dir=str(staging),
+        params=traded_params(max_iter=max_iter),
+        trained_at_ms=int(T0 * 1000),
+    )
+    run_training(job)
+    manifest = artifacts.publish(models_dir, staging)
+    return artifacts.load_version(models_dir / manifest.version)
+
+
+def model_copies(model: Any, n: int) -> list[Any]:
+    """`n` copies of `model`, each its own estimator in memory as `n` symbols' models are,
+    each asked once (so that whatever a model prepares at load is prepared)."""
+    import pickle
+
+    from models.artifacts import LoadedModel
+
+    blob = pickle.dumps(model.estimator)
+    copies = [LoadedModel(manifest=model.manifest, estimator=pickle.loads(blob)) for _ in range(n)]
+    row = np.zeros(len(model.manifest.feature_names))
+    for copy in copies:
+        copy.prob_up(row)
+    return copies
+
+
 def thread_cap() -> Any:
     """One BLAS/OpenMP thread, as `python supervisor.py` runs."""
     from threadpoolctl import threadpool_limits

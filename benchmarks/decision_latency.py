@@ -1,17 +1,21 @@
 """Candle close -> the last symbol's decision, at 20, 200 and 500 symbols, against the loopback
 fake Binance adding 50 ms to every request.
 
-    python benchmarks/decision_latency.py [--sizes 20 200 500] [--candles 15] [--speed 12]
+    python benchmarks/decision_latency.py [--sizes 20 200 500] [--candles 15] [--speed 12] \
+        [--max-iter 100]
 
 The real path: a MarketDataActor with the ccxt market-data client (built by
 `app.builders.build_ccxt_exchange` from settings: deadlines, the shared weight budget,
 `exchange.max_in_flight` connections) fetching each close's candle of every symbol,
 and a TraderActor deciding on its `CandlesClosed` (features, the model's P(up), the
-risk decision; entries are off, so no order is sent). One real model serves every
-symbol. The fake runs in a process of its own (benchmarks/_fake_venue.py) on a fast
-clock shared with the bot: a 1-minute candle every 60/speed s of wall time, and
-latency is wall time from the close to the last symbol's `SignalProduced`, the trade
-tick's candle_delay_s (0.5 clock seconds: 42 ms of wall time at x12) included.
+risk decision; entries are off, so no order is sent). Every symbol has a real model of
+its own (copies of one trained model of `--max-iter` boosting iterations: the
+settings' default, 100, unless told). The fake runs in a process of its own
+(benchmarks/_fake_venue.py) on a fast clock shared with the bot: a 1-minute candle
+every 60/speed s of wall time. Latency is wall time from the close to the last
+symbol's `SignalProduced`, the trade tick's candle_delay_s (0.5 clock seconds: 42 ms
+of wall time at x12) included; "candles in" is when the `CandlesClosed` reached the
+trader, "deciding" from then to the last decision.
 
 The first candle after the start is shown apart: every window is fetched whole (66
 candles) and every connection opened. "one at a time" is the path before issue 12
@@ -47,7 +51,7 @@ from exchange.gate import WEIGHT_PER_UNIT
 from exchange.synthetic import synthetic_specs
 from storage.ledger import MemoryLedger
 from tests.fake_binance import API_KEY, API_SECRET
-from tests.harness import make_tradable, published_model, start_trader
+from tests.harness import make_tradable, start_trader
 
 ANCHOR_MS = int(_common.T0 * 1000)
 BINANCE_LIMIT = 6000  # request weight a minute, spot
@@ -97,6 +101,13 @@ class TimedTrader(TraderActor):
 def run(
     size: int, in_flight: int, candles: int, delay_ms: float, speed: float, model: Any
 ) -> dict[str, Any]:
+    models = dict(
+        zip(
+            [spec.symbol for spec in synthetic_specs(size)],
+            _common.model_copies(model, size),
+            strict=True,
+        )
+    )
     wall_start = time.time()
     candle_wall = 60 / speed
     with FakeVenue(size, delay_ms, speed, wall_start, ANCHOR_MS) as venue:
@@ -115,7 +126,6 @@ def run(
         # the weight budget counts per minute of the exchange's clock, which runs x speed
         # here: one candle a minute, as live (on wall time it would see `speed` candles)
         gate.monotonic = clock.now
-        symbols = [spec.symbol for spec in synthetic_specs(size)]
         decisions, runtime = Decisions(), Runtime()
         trader = start_trader(
             trader_class=TimedTrader,
@@ -135,7 +145,7 @@ def run(
             runtime=runtime,
         )
         try:
-            make_tradable(trader, dict.fromkeys(symbols, model))  # decided at once: the backfill
+            make_tradable(trader, models)  # decided at once: the backfill
             # the first close after the start, in wall time: spend measured from just before it
             now_clock = clock.now()
             first_close = (now_clock // 60 + 1) * 60
@@ -152,7 +162,7 @@ def run(
     with decisions.lock:
         by_candle = dict(decisions.by_candle)
         candles_in = dict(decisions.candles_in)
-    latencies, fetches, counts, first = [], [], [], None
+    latencies, fetches, deciding, counts, first = [], [], [], [], None
     for candle_ms, stamps in sorted(by_candle.items()):
         close_s = candle_ms / 1000 + 60
         close_wall = wall_start + (close_s - ANCHOR_MS / 1000) / speed
@@ -161,7 +171,9 @@ def run(
             first = max(stamps) - wall_start
             continue
         latencies.append(latency)
-        fetches.append(candles_in.get(int(close_s * 1000), float("nan")) - close_wall)
+        arrived = candles_in.get(int(close_s * 1000), float("nan"))
+        fetches.append(arrived - close_wall)
+        deciding.append(max(stamps) - arrived)
         counts.append(len(stamps))
     steady = latencies[:candles]
     p50, p99 = np.percentile(np.asarray(steady) * 1e3, [50, 99]) if steady else (np.nan,) * 2
@@ -171,15 +183,18 @@ def run(
         "in_flight": in_flight,
         "candles": len(steady),
         "decided": f"{min(counts[:candles], default=0)}/{size}",
-        "candles_in_p50_ms": float(np.nanmedian(np.asarray(fetches[:candles]) * 1e3))
-        if fetches
-        else float("nan"),
+        "candles_in_p50_ms": median_ms(fetches[:candles]),
+        "deciding_p50_ms": median_ms(deciding[:candles]),
         "p50_ms": float(p50),
         "p99_ms": float(p99),
         "max_ms": float(max(steady) * 1e3) if steady else float("nan"),
         "first_ms": float(first * 1e3) if first is not None else float("nan"),
         "weight_per_min": spent * weight_unit / max(1, len(steady)),
     }
+
+
+def median_ms(seconds: list[float]) -> float:
+    return float(np.nanmedian(np.asarray(seconds) * 1e3)) if seconds else float("nan")
 
 
 def main() -> None:
@@ -189,11 +204,14 @@ def main() -> None:
     parser.add_argument("--delay-ms", type=float, default=50.0, help="added to every request")
     parser.add_argument("--speed", type=float, default=12.0, help="clock speed (x real time)")
     parser.add_argument("--in-flight", type=int, default=Settings().exchange.max_in_flight)
+    parser.add_argument(
+        "--max-iter", type=int, default=Settings().training.max_iter, help="the models' trees"
+    )
     args = parser.parse_args()
     cap = _common.thread_cap()
     load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
-        model = published_model(Path(tmp), "BTC/USDT")
+        model = _common.trained_model(Path(tmp), args.max_iter)
         runs = [run(20, 1, min(args.candles, 5), args.delay_ms, args.speed, model)]
         runs += [
             run(size, args.in_flight, args.candles, args.delay_ms, args.speed, model)
@@ -207,6 +225,7 @@ def main() -> None:
             r["candles"],
             r["decided"],
             r["candles_in_p50_ms"],
+            r["deciding_p50_ms"],
             r["p50_ms"],
             r["p99_ms"],
             r["max_ms"],
@@ -217,8 +236,8 @@ def main() -> None:
     ]
     print(
         f"candle close -> last symbol's decision; fake Binance +{args.delay_ms:g} ms a request, "
-        f"clock x{args.speed:g}; load average {load:.1f} at start (the machine is shared with "
-        "other agents' work: absolute times vary)"
+        f"clock x{args.speed:g}; models of {args.max_iter} trees; load average {load:.1f} at "
+        "start (the machine is shared with other agents' work: absolute times vary)"
     )
     print(
         _common.table(
@@ -228,6 +247,7 @@ def main() -> None:
                 "closes",
                 "decided",
                 "candles in p50 ms",
+                "deciding p50 ms",
                 "p50 ms",
                 "p99 ms",
                 "max ms",

@@ -21,6 +21,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 HERE = Path(__file__).resolve().parent
 BENCHMARKS = [
     "messaging",
@@ -31,6 +33,7 @@ BENCHMARKS = [
     "startup",
     "rss",
     "decision_latency",
+    "decide_cost",
     "admin_stall",
 ]
 
@@ -91,6 +94,16 @@ def targets(results: dict[str, dict[str, Any]]) -> list[tuple[str, str, str, str
     if t := results.get("tick_latency"):
         v = t["pool_1_worker_ratio"]
         add("trader p99, pool training / idle", v, "{:.2f}x", "<= 1.5x", v <= 1.5)
+        cycles = t["pool_1_worker_cycle_ratios"]
+        add(
+            "  per cycle: median (range)",
+            float(np.median(cycles)),
+            f"{{:.2f}}x ({min(cycles):.2f}-{max(cycles):.2f})",
+            "(info)",
+            True,
+        )
+        v = t["spin_ratio"]
+        add("  same, a spinning process instead", v, "{:.2f}x", "(info)", True)
         v = t["pool_2_workers_ratio"]
         add("  same, 2 workers (both cores busy)", v, "{:.2f}x", "(info)", True)
         v = t["thread_fit_ratio"]
@@ -125,6 +138,11 @@ def targets(results: dict[str, dict[str, Any]]) -> list[tuple[str, str, str, str
         add("close to last decision, 500 symbols, p99", v, "{:.0f} ms", "< 1000 ms", v < 1000)
         v = d["weight_per_min"]
         add("  request weight a minute at 500 symbols", v, "{:,.0f}", "<= 3,000", v <= 3000)
+    if dc := results.get("decide_cost"):
+        for trees, v in dc["candle_ms"].items():
+            before = dc["candle_before_ms"][trees]
+            what = f"deciding 500 symbols, {trees} trees, CPU"
+            add(what, v, f"{{:.0f}} ms (predict_proba: {before:.0f})", "(info)", True)
     if a := results.get("admin_stall"):
         v = a["p99_ms"]
         add("admin status p99, exchange stalled 10 s", v, "{:.0f} ms", "< 100 ms", v < 100)

@@ -1,26 +1,39 @@
 """2. Trader tick latency: idle, with trainings in the worker pool, with a fit in-process.
 
-    python benchmarks/tick_latency.py [--symbols 1] [--jobs 8] [--window-days 14]
+    python benchmarks/tick_latency.py [--cycles 4] [--jobs 4] [--window-days 14]
 
 A real TraderActor and its MarketDataActor (paper exchange over the synthetic
 market, a real model per symbol) on a VirtualClock; one tick = `clock.advance(60)`
 and then until both are quiet: the TradeTick, the market-data actor fetching the
 candle (`FetchCandles`), and the trader's decision on `CandlesClosed` (build the
 feature row, ask the model, decide, maybe place a paper order). Timed in wall
-time, under:
-- idle: nothing else runs;
-- pool: `--jobs` trainings queued in a process TrainingPool (forkserver workers at
-  one OpenMP thread, nice 10), with the bot's default single worker, and again
-  with two workers (both cores busy);
-- thread: the same fits run in a thread of this process (what the design avoids).
-Process-wide BLAS cap at one thread, as `python supervisor.py` runs. The idle
-baseline pools an idle run before and one after the loaded runs (the machine's
-other load drifts). Target: p99 with the worker pool busy <= 1.5x the idle p99.
+time.
+
+The target (p99 with the worker pool busy <= 1.5x the idle p99) is measured in
+`--cycles` cycles of four phases, one after the other, so that the machine's other
+load (it drifts over seconds) falls on every condition alike:
+- idle: `--idle-ticks` ticks, nothing else running;
+- pool: `--jobs` trainings queued in the bot's process TrainingPool (one
+  forkserver worker at one OpenMP thread, nice 10, kept across cycles as the bot
+  keeps it), ticking until they are done;
+- idle again;
+- spin: a process of its own spinning on a core at nice 10 for as long as the
+  pool phase took (at most `--spin-s`): the same busy core without the pool's threads, queues and
+  pickling in the bot's process. Pool close to spin means the cost is the busy
+  core, not the pool's machinery.
+Each cycle's ratio is its busy phase's p99 over the p99 of its two idle phases;
+the summary gives the ratio of all ticks of a condition over all idle ticks, and
+the median and range of the per-cycle ratios. Then, once each (information):
+two workers (both cores busy) and the same fits in a thread of this process
+(what the design avoids). Process-wide BLAS cap at one thread, as
+`python supervisor.py` runs.
 """
 
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -118,18 +131,36 @@ def jobs(rig: Rig, count: int, days: float, models_dir: Path) -> list[TrainJob]:
     ]
 
 
-def under_pool(rig: Rig, workers: int, count: int, days: float, models_dir: Path) -> list[float]:
+def under_pool(
+    rig: Rig, pool: TrainingPool, count: int, days: float, models_dir: Path
+) -> list[float]:
+    work = jobs(rig, count, days, models_dir)
+    for job in work:
+        pool.submit(job)
+    return rig.ticks_while(lambda: pool.in_flight() > 0)
+
+
+def warm_pool(rig: Rig, workers: int, models_dir: Path) -> TrainingPool:
+    """A process pool with its forkserver and workers started (not part of any phase)."""
     pool = TrainingPool(workers=workers, kind="process")
-    try:
-        warm = jobs(rig, workers, 3, models_dir)  # start the forkserver and the workers first
-        for future in [pool.submit(job) for job in warm]:
-            future.result()
-        work = jobs(rig, count, days, models_dir)
-        for job in work:
-            pool.submit(job)
-        return rig.ticks_while(lambda: pool.in_flight() > 0)
-    finally:
-        pool.shutdown()
+    for future in [pool.submit(job) for job in jobs(rig, workers, 3, models_dir)]:
+        future.result()
+    return pool
+
+
+def under_spin(rig: Rig, seconds: float) -> list[float]:
+    """Ticks while another process spins on a core at nice 10 for `seconds`."""
+    code = (
+        "import os, time\n"
+        "os.nice(10)\n"
+        f"end = time.monotonic() + {seconds!r}\n"
+        "while time.monotonic() < end: pass\n"
+    )
+    spinner = subprocess.Popen([sys.executable, "-c", code])
+    time.sleep(0.05)  # the interpreter started and spinning
+    samples = rig.ticks_while(lambda: spinner.poll() is None)
+    spinner.wait()
+    return samples
 
 
 def under_thread(rig: Rig, count: int, days: float, models_dir: Path) -> list[float]:
@@ -141,61 +172,109 @@ def under_thread(rig: Rig, count: int, days: float, models_dir: Path) -> list[fl
     return samples
 
 
+def p99(samples: list[float]) -> float:
+    return _common.percentiles_ms(samples)[1]
+
+
+def cycle_ratios(phases: list[tuple[str, list[float]]], kind: str) -> list[float]:
+    """Each `kind` phase's p99 over the p99 of the idle phases on either side of it."""
+    return [
+        p99(samples) / p99(phases[i - 1][1] + phases[i + 1][1])
+        for i, (name, samples) in enumerate(phases)
+        if name == kind
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--symbols", type=int, default=1, help="active symbols per tick")
-    parser.add_argument("--jobs", type=int, default=8, help="trainings in the pool")
+    parser.add_argument("--jobs", type=int, default=4, help="trainings per pool phase")
     parser.add_argument("--window-days", type=float, default=14, help="history per training")
-    parser.add_argument("--idle-ticks", type=int, default=3000)
+    parser.add_argument("--idle-ticks", type=int, default=2000, help="ticks per idle phase")
+    parser.add_argument("--cycles", type=int, default=4, help="idle/pool/idle/spin cycles")
+    parser.add_argument("--spin-s", type=float, default=10.0, help="longest spin phase")
     args = parser.parse_args()
     cap = _common.thread_cap()
+    # in order: idle, pool, idle, spin, idle, pool, ...; every busy phase between two idle ones
+    phases: list[tuple[str, list[float]]] = []
     with tempfile.TemporaryDirectory() as tmp:
         models_dir = Path(tmp)
         rig = Rig(SYMBOLS[: args.symbols], models_dir)
+        pool = warm_pool(rig, 1, models_dir)
         try:
             for _ in range(200):  # warm caches (market days, first predict)
                 rig.tick()
-            runs: list[tuple[str, list[float]]] = [
-                ("idle", [rig.tick() for _ in range(args.idle_ticks)]),
-                (
-                    f"{args.jobs} trainings, process pool, 1 worker",
-                    under_pool(rig, 1, args.jobs, args.window_days, models_dir),
-                ),
-                (
-                    f"{args.jobs} trainings, process pool, 2 workers",
-                    under_pool(rig, 2, args.jobs, args.window_days, models_dir),
-                ),
-                (
-                    "4 fits in a thread of this process",
-                    under_thread(rig, 4, args.window_days, models_dir),
-                ),
-                ("idle again", [rig.tick() for _ in range(args.idle_ticks)]),
-            ]
+            phases.append(("idle", [rig.tick() for _ in range(args.idle_ticks)]))
+            for _ in range(args.cycles):
+                start = time.perf_counter()
+                phases.append(
+                    ("pool", under_pool(rig, pool, args.jobs, args.window_days, models_dir))
+                )
+                took = time.perf_counter() - start
+                phases.append(("idle", [rig.tick() for _ in range(args.idle_ticks)]))
+                phases.append(("spin", under_spin(rig, min(took, args.spin_s))))
+                phases.append(("idle", [rig.tick() for _ in range(args.idle_ticks)]))
+            pool.shutdown()
+            two = warm_pool(rig, 2, models_dir)
+            try:
+                two_workers = under_pool(rig, two, args.jobs, args.window_days, models_dir)
+            finally:
+                two.shutdown()
+            idle_two = [rig.tick() for _ in range(args.idle_ticks)]
+            in_thread = under_thread(rig, 4, args.window_days, models_dir)
+            idle_end = [rig.tick() for _ in range(args.idle_ticks)]
         finally:
+            pool.shutdown()
             rig.stop()
     cap.restore_original_limits()
-    # The baseline is both idle runs together: what else runs on the machine drifts
-    # over a minute, and the loaded runs sit between the two.
-    idle = runs[0][1] + runs[-1][1]
-    idle_p99 = _common.percentiles_ms(idle)[1]
+
+    def of(kind: str) -> list[float]:
+        return [t for name, samples in phases if name == kind for t in samples]
+
+    idle_all = of("idle")
+    idle_p99 = p99(idle_all)
     rows = []
-    for name, samples in [("idle, before and after", idle), *runs]:
-        p50, p99 = _common.percentiles_ms(samples)
-        rows.append((name, len(samples), p50, p99, p99 / idle_p99))
+
+    def row(name: str, samples: list[float], reference: float, spread: list[float]) -> float:
+        p50, p99_ms = _common.percentiles_ms(samples)
+        ratio = p99_ms / reference
+        text = f"{np.median(spread):.2f} ({min(spread):.2f}-{max(spread):.2f})" if spread else "-"
+        rows.append((name, len(samples), p50, p99_ms, ratio, text))
+        return ratio
+
+    pool_cycles, spin_cycles = cycle_ratios(phases, "pool"), cycle_ratios(phases, "spin")
+    row(f"idle, {args.cycles * 2 + 1} phases", idle_all, idle_p99, [])
+    pool_ratio = row(
+        f"{args.jobs} trainings, process pool, 1 worker", of("pool"), idle_p99, pool_cycles
+    )
+    spin_ratio = row("a process spinning at nice 10", of("spin"), idle_p99, spin_cycles)
+    # the information-only conditions, against the idle phase after each
+    two_ratio = row(
+        f"{args.jobs} trainings, process pool, 2 workers", two_workers, p99(idle_two), []
+    )
+    thread_ratio = row("4 fits in a thread of this process", in_thread, p99(idle_end), [])
     print(
         f"trader tick = advance(60) on a VirtualClock until the trader and market data are "
-        f"quiet; "
-        f"{args.symbols} active symbol(s); trainings on {args.window_days:g} days of 1m candles"
+        f"quiet; {args.symbols} active symbol(s); trainings on {args.window_days:g} days of 1m "
+        f"candles; {args.cycles} cycles of idle / pool / idle / spin, {args.idle_ticks} ticks "
+        "per idle phase"
     )
-    print(_common.table(["condition", "ticks", "p50 ms", "p99 ms", "p99 / idle p99"], rows))
+    print(
+        _common.table(
+            ["condition", "ticks", "p50 ms", "p99 ms", "p99 / idle p99", "per cycle (range)"],
+            rows,
+        )
+    )
     _common.result(
         "tick_latency",
         idle_p50_ms=rows[0][2],
         idle_p99_ms=idle_p99,
-        pool_1_worker_ratio=rows[2][4],
-        pool_2_workers_ratio=rows[3][4],
-        thread_fit_ratio=rows[4][4],
-        ratios={row[0]: row[4] for row in rows},
+        pool_1_worker_ratio=pool_ratio,
+        pool_1_worker_cycle_ratios=pool_cycles,
+        spin_ratio=spin_ratio,
+        spin_cycle_ratios=spin_cycles,
+        pool_2_workers_ratio=two_ratio,
+        thread_fit_ratio=thread_ratio,
     )
 
 
