@@ -118,7 +118,11 @@ def test_bot_refuses_to_start_on_a_truncated_database(tmp_path: Path) -> None:
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])  # a disk that lost the second half
     settings = tmp_path / "settings.yaml"
-    settings.write_text(f"data_dir: {data_dir}\nuniverse: {{mode: static, symbols: [BTC/USDT]}}\n")
+    # its own admin port: a bot running beside the suite holds 8765, checked before the database
+    settings.write_text(
+        f"data_dir: {data_dir}\nuniverse: {{mode: static, symbols: [BTC/USDT]}}\n"
+        "admin: {port: 0}\n"
+    )
     proc = subprocess.run(
         [sys.executable, "supervisor.py", "--settings", str(settings)],
         cwd=ROOT,

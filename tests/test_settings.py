@@ -109,6 +109,7 @@ def test_a_broken_strategy_stops_the_bot_at_start_with_one_line(tmp_path: Path) 
     path = tmp_path / "settings.yaml"
     path.write_text(
         f"data_dir: {tmp_path}/var\ntraining: {{strategy: 'no_such_module:strategy'}}\n"
+        "admin: {port: 0}\n"  # a bot beside the suite holds 8765, checked before the plug-in
     )
     proc = start_bot(path)
     assert proc.returncode == 2
